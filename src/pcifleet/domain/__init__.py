@@ -1,0 +1,1 @@
+"""The pure, typed domain core: no I/O, no configuration globals."""

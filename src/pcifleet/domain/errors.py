@@ -1,0 +1,181 @@
+"""One exception hierarchy for pcifleet.
+
+Every error carries a stable ``code`` (``pcifleet.<area>.<rule>``), a message rendered from
+the class's ``template`` and the keyword arguments it was raised with, and an HTTP status the
+API uses when it surfaces the error.
+
+    PcifleetError                         pcifleet.error
+    ├── InvalidInput                      (400) malformed input: names the field and the rule
+    │   ├── InvalidAddress                pcifleet.address.invalid
+    │   ├── InvalidAddressPattern         pcifleet.address.invalid_pattern
+    │   ├── InvalidSpec                   pcifleet.spec.invalid
+    │   │   └── InvalidSpecAddress        pcifleet.spec.invalid_address
+    │   ├── InvalidGroup                  pcifleet.group.invalid
+    │   ├── InvalidRequest                pcifleet.request.invalid
+    │   │   ├── UnknownGroup              pcifleet.request.unknown_group
+    │   │   └── NumaPolicyConflict        pcifleet.request.numa_policy_conflict (403)
+    │   ├── InvalidFlavor                 pcifleet.flavor.invalid
+    │   ├── InvalidProfile                pcifleet.sim.invalid_profile
+    │   └── InvalidNetwork                pcifleet.network.invalid
+    ├── NotFound                          (404) pcifleet.not_found
+    ├── Conflict                          (409)
+    │   ├── InvalidTransition             pcifleet.device.invalid_transition
+    │   ├── ConcurrentUpdate              pcifleet.concurrent_update
+    │   └── AlreadyExists                 pcifleet.already_exists
+    ├── Forbidden                         (403) pcifleet.forbidden
+    ├── NoValidHost                       (409) pcifleet.schedule.no_valid_host
+    ├── QuotaExceeded                     (403) pcifleet.quota.exceeded
+    ├── HostError                         (500/502) host-side failures (sysfs, netlink, libvirt)
+    │   ├── SysfsError                    pcifleet.host.sysfs
+    │   └── SriovConfigError              pcifleet.host.sriov_config
+    └── Unavailable                       (503) pcifleet.unavailable
+
+Subclasses set ``code``, ``status`` and ``template``; modules add their own subclasses under
+the branch that fits. ``str(err)`` is the rendered message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PcifleetError(Exception):
+    """Base of every error pcifleet raises on purpose."""
+
+    code: ClassVar[str] = "pcifleet.error"
+    status: ClassVar[int] = 500
+    template: ClassVar[str] = "{detail}"
+
+    def __init__(self, detail: str = "", /, **fields: Any) -> None:
+        self.fields: dict[str, Any] = {"detail": detail, **fields}
+        try:
+            message = self.template.format(**self.fields)
+        except (KeyError, IndexError, ValueError):
+            message = detail or self.template
+        self.message = message
+        super().__init__(message)
+
+    @property
+    def title(self) -> str:
+        """A short human title derived from the code (``invalid_address`` -> "Invalid address")."""
+        last = self.code.rsplit(".", 1)[-1]
+        return last.replace("_", " ").capitalize()
+
+
+class InvalidInput(PcifleetError):
+    code = "pcifleet.invalid_input"
+    status = 400
+
+
+class InvalidAddress(InvalidInput):
+    code = "pcifleet.address.invalid"
+    template = "PCI address {value!r}: {detail}"
+
+
+class InvalidAddressPattern(InvalidInput):
+    code = "pcifleet.address.invalid_pattern"
+    template = "PCI address pattern {value!r}: {detail}"
+
+
+class InvalidSpec(InvalidInput):
+    code = "pcifleet.spec.invalid"
+    template = "Invalid [pci]device_spec config: {detail}"
+
+
+class InvalidSpecAddress(InvalidSpec):
+    """An address glob or regex in a spec; ``detail`` carries Nova's full message."""
+
+    code = "pcifleet.spec.invalid_address"
+    template = "{detail}"
+
+
+class InvalidGroup(InvalidInput):
+    code = "pcifleet.group.invalid"
+    template = "Invalid PCI alias definition: {detail}"
+
+
+class InvalidRequest(InvalidInput):
+    code = "pcifleet.request.invalid"
+
+
+class UnknownGroup(InvalidRequest):
+    code = "pcifleet.request.unknown_group"
+    template = "PCI alias {name} is not defined"
+
+
+class NumaPolicyConflict(InvalidRequest):
+    code = "pcifleet.request.numa_policy_conflict"
+    status = 403
+
+
+class InvalidFlavor(InvalidInput):
+    code = "pcifleet.flavor.invalid"
+
+
+class InvalidProfile(InvalidInput):
+    code = "pcifleet.sim.invalid_profile"
+
+
+class InvalidNetwork(InvalidInput):
+    code = "pcifleet.network.invalid"
+
+
+class NotFound(PcifleetError):
+    code = "pcifleet.not_found"
+    status = 404
+
+
+class Conflict(PcifleetError):
+    code = "pcifleet.conflict"
+    status = 409
+
+
+class InvalidTransition(Conflict):
+    code = "pcifleet.device.invalid_transition"
+
+
+class ConcurrentUpdate(Conflict):
+    code = "pcifleet.concurrent_update"
+
+
+class AlreadyExists(Conflict):
+    code = "pcifleet.already_exists"
+
+
+class Forbidden(PcifleetError):
+    code = "pcifleet.forbidden"
+    status = 403
+
+
+class Unauthorized(PcifleetError):
+    code = "pcifleet.unauthorized"
+    status = 401
+
+
+class NoValidHost(PcifleetError):
+    code = "pcifleet.schedule.no_valid_host"
+    status = 409
+
+
+class QuotaExceeded(PcifleetError):
+    code = "pcifleet.quota.exceeded"
+    status = 403
+
+
+class HostError(PcifleetError):
+    code = "pcifleet.host.error"
+    status = 502
+
+
+class SysfsError(HostError):
+    code = "pcifleet.host.sysfs"
+
+
+class SriovConfigError(HostError):
+    code = "pcifleet.host.sriov_config"
+    status = 409
+
+
+class Unavailable(PcifleetError):
+    code = "pcifleet.unavailable"
+    status = 503
