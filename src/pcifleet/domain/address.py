@@ -8,17 +8,21 @@ function ``n & 7`` — so a VF at function 8 appears as the next slot (``41:01.0
 Patterns select addresses in device specs, with Nova's semantics and messages:
 
 - a **glob** string ``[[domain:]bus:]slot[.func]`` where each field is ``*``, empty (= any) or a
-  hex number; missing leading fields are any (``"0a:00"`` is any domain, bus 0a, slot 00);
+  hex number; missing leading fields are any (``"0a:00"`` is any domain, bus 0a, slot 00; a
+  single field is the slot);
 - a **regex** mapping with keys ``domain``, ``bus``, ``slot``, ``function`` (missing = ``.*``),
   matched with ``re.match`` (anchored at the start only, as Nova does) on normalized fields.
+
+Two deliberate differences from Nova, both rejecting input Nova accepts silently: a negative
+glob field (Nova keeps ``-001``, which matches nothing) and an unknown key in a regex mapping
+(Nova ignores ``"func"`` and so widens the selection to every function).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import total_ordering
+from dataclasses import dataclass, field
 from typing import ClassVar, Final
 
 from pcifleet.domain.errors import InvalidAddress, InvalidSpecAddress
@@ -36,14 +40,13 @@ FIELDS: Final[dict[str, tuple[int, int]]] = {
     "func": (MAX_FUNC, 1),
 }
 
-_ADDRESS_RE: Final = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
-    r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<func>[0-9a-fA-F])$"
+_HEX: Final = re.compile(r"[0-9a-fA-F]+")
+_FORMAT_HINT: Final = (
+    "expected [dddd:]bb:ss.f (hex: domain <= ffff, bus <= ff, slot <= 1f, function <= 7)"
 )
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class PciAddress:
     """A normalized PCI address. Order is numeric: domain, bus, slot, function."""
 
@@ -54,42 +57,48 @@ class PciAddress:
 
     def __post_init__(self) -> None:
         for name, value in (
+            ("func", self.function),
             ("domain", self.domain),
             ("bus", self.bus),
             ("slot", self.slot),
-            ("func", self.function),
         ):
             limit = FIELDS[name][0]
             if not 0 <= value <= limit:
                 raise InvalidAddress(
                     f"field {name} ({value:#x}) must be between 0 and {limit:#x}",
-                    value=_raw(self),
+                    value=f"{self.domain:x}:{self.bus:x}:{self.slot:x}.{self.function:x}",
                     field=name,
                     rule="range",
                 )
 
     @classmethod
     def parse(cls, text: str) -> PciAddress:
-        """Parse ``dddd:bb:ss.f`` (domain optional, any case, surrounding blanks ignored)."""
+        """Parse ``[dddd:]bb:ss.f`` (any case, surrounding blanks ignored).
+
+        Errors quote ``text`` exactly as given and name the field and the rule broken
+        (``format``, ``hex``, ``width``, ``range``); fields are checked in Nova's order
+        (function, domain, bus, slot).
+        """
         if not isinstance(text, str):
             raise InvalidAddress("must be a string", value=text, field="address", rule="type")
-        match = _ADDRESS_RE.match(text.strip())
-        if match is None:
-            _raise_format_error(text)
-        assert match is not None
-        return cls(
-            int(match["domain"] or "0", 16),
-            int(match["bus"], 16),
-            int(match["slot"], 16),
-            int(match["func"], 16),
-        )
+        dbs, dot, func = text.strip().partition(".")
+        parts = dbs.split(":")
+        if not dot or len(parts) not in (2, 3):
+            raise InvalidAddress(_FORMAT_HINT, value=text, field="address", rule="format")
+        if len(parts) == 2:
+            parts.insert(0, "0")
+        values = {
+            name: _address_field(name, raw, text)
+            for name, raw in (("func", func), *zip(("domain", "bus", "slot"), parts, strict=True))
+        }
+        return cls(values["domain"], values["bus"], values["slot"], values["func"])
 
     @classmethod
     def from_routing_id(cls, domain: int, routing_id: int) -> PciAddress:
         """The address of a 16-bit routing id (bus << 8 | devfn); ARI-safe."""
         if not 0 <= routing_id <= 0xFFFF:
             raise InvalidAddress(
-                "routing id must be between 0 and 0xffff",
+                f"routing id ({routing_id:#x}) must be between 0 and 0xffff",
                 value=f"{domain:04x}:{routing_id:#x}",
                 field="routing_id",
                 rule="range",
@@ -102,19 +111,15 @@ class PciAddress:
         return (self.bus << 8) | (self.slot << 3) | self.function
 
     def offset(self, functions: int) -> PciAddress:
-        """The address ``functions`` routing ids further on (a VF from its PF, with ARI)."""
+        """The address ``functions`` routing ids further on (a VF from its PF, with ARI).
+
+        ``PciAddress.parse("0000:41:00.0").offset(8)`` is ``0000:41:01.0``: function 8 does not
+        exist as such, the kernel shows it as the next slot.
+        """
         return PciAddress.from_routing_id(self.domain, self.routing_id + functions)
 
     def __str__(self) -> str:
         return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, PciAddress):
-            return NotImplemented
-        return self._key() < other._key()
-
-    def _key(self) -> tuple[int, int, int, int]:
-        return (self.domain, self.bus, self.slot, self.function)
 
     def fields(self) -> dict[str, str]:
         """Normalized text of each field, keyed as Nova's regex specs key them."""
@@ -126,44 +131,35 @@ class PciAddress:
         }
 
 
-def _raw(address: PciAddress) -> str:
-    return f"{address.domain:x}:{address.bus:x}:{address.slot:x}.{address.function:x}"
-
-
-def _raise_format_error(text: str) -> None:
-    stripped = text.strip() if isinstance(text, str) else text
-    if isinstance(stripped, str) and "." in stripped and stripped.count(":") in (1, 2):
-        dbs, _, func = stripped.partition(".")
-        parts = dbs.split(":")
-        names = ["domain", "bus", "slot"][-len(parts) :]
-        for name, part in [*zip(names, parts, strict=True), ("func", func)]:
-            _check_hex_field(name, part, text)
-    raise InvalidAddress(
-        "expected dddd:bb:ss.f (hex: domain <= ffff, bus <= ff, slot <= 1f, function <= 7)",
-        value=text,
-        field="address",
-        rule="format",
-    )
-
-
-def _check_hex_field(name: str, part: str, text: str) -> None:
+def _address_field(name: str, raw: str, text: str) -> int:
+    """One field of a concrete address: hex digits, at most the field's width, in range."""
     limit, width = FIELDS[name]
-    if not re.fullmatch(r"[0-9a-fA-F]+", part):
+    if not _HEX.fullmatch(raw):
         raise InvalidAddress(
-            f"field {name} ({part!r}) is not a hex number", value=text, field=name, rule="hex"
+            f"field {name} ({raw!r}) is not a hex number", value=text, field=name, rule="hex"
         )
-    if int(part, 16) > limit or len(part) > width:
+    if len(raw) > width:
         raise InvalidAddress(
-            f"field {name} ({part}) is greater than the maximum allowable value ({limit:X})",
+            f"field {name} ({raw}) has more than {width} hex digits",
+            value=text,
+            field=name,
+            rule="width",
+        )
+    value = int(raw, 16)
+    if value > limit:
+        raise InvalidAddress(
+            f"field {name} ({raw}) is greater than the maximum allowable value ({limit:X})",
             value=text,
             field=name,
             rule="range",
         )
+    return value
 
 
 # --------------------------------------------------------------------------- patterns
 
 ANY: Final = "*"
+_SPEC_PREFIX: Final = "Invalid [pci]device_spec config: "
 
 
 def _pattern_field(name: str, raw: str) -> str:
@@ -175,15 +171,16 @@ def _pattern_field(name: str, raw: str) -> str:
     try:
         number = int(value, 16)
     except ValueError:
+        number = -1
+    if number < 0:
         raise InvalidSpecAddress(
-            f"Invalid [pci]device_spec config: property {name} ('{value}') does not parse "
-            "as a hex number.",
+            f"{_SPEC_PREFIX}property {name} ('{value}') does not parse as a hex number.",
             field=name,
             rule="hex",
-        ) from None
+        )
     if number > limit:
         raise InvalidSpecAddress(
-            f"Invalid [pci]device_spec config: property {name} ({value}) is greater than "
+            f"{_SPEC_PREFIX}property {name} ({value}) is greater than "
             f"the maximum allowable value ({limit:X}).",
             field=name,
             rule="range",
@@ -191,51 +188,75 @@ def _pattern_field(name: str, raw: str) -> str:
     return f"{number:0{width}x}"
 
 
+def _wrong_format(value: object, field_name: str, rule: str) -> InvalidSpecAddress:
+    return InvalidSpecAddress(
+        f"The PCI address {value} has an incorrect format.", field=field_name, rule=rule
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AddressGlob:
-    """``[[domain:]bus:]slot[.func]`` with ``*`` or empty fields meaning any."""
+    """``[[domain:]bus:]slot[.func]`` with ``*`` or empty fields meaning any.
+
+    Fields are normalized on construction (``"A"`` -> ``"0a"``); matching compares integers,
+    since a spec list checks every device of a host against every spec.
+    """
 
     domain: str = ANY
     bus: str = ANY
     slot: str = ANY
     func: str = ANY
+    _want: tuple[int, int, int, int] = field(
+        init=False, repr=False, compare=False, default=(-1, -1, -1, -1)
+    )
 
     kind: ClassVar[str] = "glob"
 
+    def __post_init__(self) -> None:
+        normalized = {
+            name: _pattern_field(name, getattr(self, name))
+            for name in ("func", "domain", "bus", "slot")
+        }
+        for name, value in normalized.items():
+            object.__setattr__(self, name, value)
+        want = tuple(-1 if v == ANY else int(v, 16) for v in self._texts())
+        object.__setattr__(self, "_want", want)
+
     @classmethod
     def parse(cls, text: str) -> AddressGlob:
+        """Nova's ``PciAddressGlobSpec``: checks the function first, then the field count."""
         dbs, _, func_raw = text.partition(".")
-        parts = dbs.split(":")
-        if len(parts) > 3:
+        if func_raw and not func_raw.strip():
+            # Nova strips a blank function to "" and then fails to parse it as hex.
             raise InvalidSpecAddress(
-                f"The PCI address {text} has an incorrect format.", field="address", rule="format"
+                f"{_SPEC_PREFIX}property func ('') does not parse as a hex number.",
+                field="func",
+                rule="hex",
             )
         func = _pattern_field("func", func_raw)
-        padded = [ANY] * (3 - len(parts)) + parts
-        domain, bus, slot = (
-            _pattern_field(name, raw)
-            for name, raw in zip(("domain", "bus", "slot"), padded, strict=True)
-        )
+        parts = dbs.split(":")
+        if len(parts) > 3:
+            raise _wrong_format(text, "address", "format")
+        domain, bus, slot = [ANY] * (3 - len(parts)) + parts
         return cls(domain, bus, slot, func)
 
+    def _texts(self) -> tuple[str, str, str, str]:
+        return (self.domain, self.bus, self.slot, self.func)
+
     def matches(self, address: PciAddress) -> bool:
-        return all(
-            want in (ANY, have)
-            for want, have in (
-                (self.domain, f"{address.domain:04x}"),
-                (self.bus, f"{address.bus:02x}"),
-                (self.slot, f"{address.slot:02x}"),
-                (self.func, f"{address.function:x}"),
-            )
+        domain, bus, slot, func = self._want
+        return (
+            (func < 0 or func == address.function)
+            and (slot < 0 or slot == address.slot)
+            and (bus < 0 or bus == address.bus)
+            and (domain < 0 or domain == address.domain)
         )
 
     def single(self) -> PciAddress | None:
         """The one address this glob names, when every field is a number."""
-        if ANY in (self.domain, self.bus, self.slot, self.func):
+        if min(self._want) < 0:
             return None
-        return PciAddress(
-            int(self.domain, 16), int(self.bus, 16), int(self.slot, 16), int(self.func, 16)
-        )
+        return PciAddress(*self._want)
 
     def __str__(self) -> str:
         return f"{self.domain}:{self.bus}:{self.slot}.{self.func}"
@@ -252,59 +273,68 @@ class AddressRegex:
     bus: str = ".*"
     slot: str = ".*"
     function: str = ".*"
+    _compiled: tuple[re.Pattern[str], ...] = field(
+        init=False, repr=False, compare=False, default=()
+    )
 
     kind: ClassVar[str] = "regex"
 
+    def __post_init__(self) -> None:
+        compiled = []
+        for key, pattern in zip(_REGEX_KEYS, self._texts(), strict=True):
+            if not isinstance(pattern, str):
+                raise _wrong_format(self._as_dict(), key, "type")
+            try:
+                compiled.append(re.compile(pattern))
+            except re.error:
+                raise _wrong_format(self._as_dict(), key, "regex") from None
+        object.__setattr__(self, "_compiled", tuple(compiled))
+
     @classmethod
     def parse(cls, value: Mapping[str, object]) -> AddressRegex:
+        """Nova's ``PciAddressRegexSpec``; unknown keys are rejected (Nova ignores them)."""
+        for key in value:
+            if key not in _REGEX_KEYS:
+                raise _wrong_format(dict(value), str(key), "unknown_key")
         fields: dict[str, str] = {}
         for key in _REGEX_KEYS:
             raw = value.get(key, ".*")
             if not isinstance(raw, str):
-                raise InvalidSpecAddress(
-                    f"The PCI address {dict(value)} has an incorrect format.",
-                    field=key,
-                    rule="type",
-                )
-            try:
-                re.compile(raw)
-            except re.error:
-                raise InvalidSpecAddress(
-                    f"The PCI address {dict(value)} has an incorrect format.",
-                    field=key,
-                    rule="regex",
-                ) from None
+                raise _wrong_format(dict(value), key, "type")
             fields[key] = raw
-        return cls(**fields)
+        try:
+            return cls(**fields)
+        except InvalidSpecAddress as err:
+            raise _wrong_format(dict(value), err.fields["field"], err.fields["rule"]) from None
+
+    def _texts(self) -> tuple[str, str, str, str]:
+        return (self.domain, self.bus, self.slot, self.function)
+
+    def _as_dict(self) -> dict[str, str]:
+        return dict(zip(_REGEX_KEYS, self._texts(), strict=True))
 
     def matches(self, address: PciAddress) -> bool:
-        have = address.fields()
-        return all(
-            _compiled(pattern).match(have[key]) is not None
-            for key, pattern in zip(
-                _REGEX_KEYS, (self.domain, self.bus, self.slot, self.function), strict=True
-            )
+        domain, bus, slot, function = self._compiled
+        return (
+            function.match(f"{address.function:x}") is not None
+            and slot.match(f"{address.slot:02x}") is not None
+            and bus.match(f"{address.bus:02x}") is not None
+            and domain.match(f"{address.domain:04x}") is not None
         )
 
     def single(self) -> PciAddress | None:
         """The one address this regex names, when every field is plain hex digits."""
-        values = (self.domain, self.bus, self.slot, self.function)
-        if not all(re.fullmatch(r"[0-9a-fA-F]+", v) for v in values):
+        values = self._texts()
+        if not all(_HEX.fullmatch(v) for v in values):
             return None
         try:
             return PciAddress(*(int(v, 16) for v in values))
         except InvalidAddress:
             return None
 
-
-_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def _compiled(pattern: str) -> re.Pattern[str]:
-    compiled = _CACHE.get(pattern)
-    if compiled is None:
-        compiled = _CACHE[pattern] = re.compile(pattern)
-    return compiled
+    def __str__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._as_dict().items() if v != ".*")
+        return f"regex({inner})"
 
 
 AddressPattern = AddressGlob | AddressRegex
@@ -316,6 +346,4 @@ def parse_address_pattern(value: object) -> AddressPattern:
         return AddressGlob.parse(value)
     if isinstance(value, Mapping):
         return AddressRegex.parse(value)
-    raise InvalidSpecAddress(
-        f"The PCI address {value} has an incorrect format.", field="address", rule="type"
-    )
+    raise _wrong_format(value, "address", "type")
