@@ -1,0 +1,1 @@
+"""The controller's persistence: models, engine and migrations, repositories."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the controller database (run by :func:`..engine.migrate`)."""
