@@ -1,0 +1,100 @@
+"""Network interfaces of PCI functions: which netdevs a function owns, and their state.
+
+A netdev sits directly under its function (``0000:22:00.0/net/eth0``) or one level deeper when
+a bus driver is in between (virtio: ``0000:42:00.0/virtio0/net/eth1``; mlx5 with auxiliary
+devices: ``0000:3b:00.0/mlx5_core.eth.0/net/...``). ``/sys/class/net`` links every netdev to
+its real directory, so one pass over it finds the nested ones for every function at once;
+the function's own ``net/`` directory is read too, for trees that lack ``class/net``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pcifleet.domain.address import PciAddress
+from pcifleet.domain.errors import InvalidAddress
+from pcifleet.host.sysfs import SysfsReader
+
+
+@dataclass(frozen=True, slots=True)
+class NetDev:
+    name: str
+    mac: str | None = None
+    #: ``up``, ``down``, ``unknown``, ... as the kernel reports it
+    operstate: str | None = None
+    #: Mbit/s; None when the kernel does not know (link down reads -1 or fails)
+    speed_mbps: int | None = None
+    mtu: int | None = None
+    #: e.g. ``p0``, ``pf0vf3`` (switchdev representors); None when the driver has none
+    phys_port_name: str | None = None
+    phys_switch_id: str | None = None
+
+
+def read_netdev(reader: SysfsReader, directory: str, name: str) -> NetDev:
+    """The facts of ``directory`` (``.../net/<name>``); a missing attribute is None.
+
+    Every read is lenient: drivers refuse some attributes (EOPNOTSUPP on ``phys_port_name``,
+    EINVAL on ``speed`` when the link is down), which is normal rather than a fault.
+    """
+    return NetDev(
+        name=name,
+        mac=reader.try_text(f"{directory}/address"),
+        operstate=reader.try_text(f"{directory}/operstate"),
+        speed_mbps=_positive(reader.try_text(f"{directory}/speed")),
+        mtu=_positive(reader.try_text(f"{directory}/mtu")),
+        phys_port_name=reader.try_text(f"{directory}/phys_port_name"),
+        phys_switch_id=reader.try_text(f"{directory}/phys_switch_id"),
+    )
+
+
+def _positive(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def netdev_dirs_by_function(reader: SysfsReader) -> dict[str, list[tuple[str, str]]]:
+    """``class/net`` as function name -> [(ifname, netdev directory)].
+
+    The nearest path component above the netdev that parses as a PCI address is its function;
+    virtual netdevs (``lo``, bridges) have none and are left out.
+    """
+    found: dict[str, list[tuple[str, str]]] = {}
+    class_net = reader.path("sys", "class", "net")
+    for ifname in reader.list_dir(class_net) or ():
+        target = reader.link_target(f"{class_net}/{ifname}")
+        if target is None:
+            continue
+        function = _owning_function(target)
+        if function is not None:
+            found.setdefault(function, []).append((ifname, target))
+    return found
+
+
+def local_netdev_dirs(reader: SysfsReader, device_dir: str) -> list[tuple[str, str]]:
+    """Netdevs directly under the function (``<device>/net/<ifname>``)."""
+    net = f"{device_dir}/net"
+    return [(name, f"{net}/{name}") for name in reader.list_dir(net) or ()]
+
+
+def _owning_function(path: str) -> str | None:
+    parts = path.split("/")
+    # .../<function>/[<bus device>/]net/<ifname>: search upwards from the "net" component.
+    for part in reversed(parts[:-2]):
+        if _is_function_name(part):
+            return part
+    return None
+
+
+def _is_function_name(text: str) -> bool:
+    if text.count(":") != 2 or "." not in text:
+        return False
+    try:
+        PciAddress.parse(text)
+    except InvalidAddress:
+        return False
+    return True
