@@ -11,6 +11,7 @@ API uses when it surfaces the error.
     │   ├── InvalidSpec                   pcifleet.spec.invalid
     │   │   └── InvalidSpecAddress        pcifleet.spec.invalid_address
     │   ├── InvalidGroup                  pcifleet.group.invalid
+    │   │   └── InvalidGroupSet           pcifleet.group.invalid_set
     │   ├── InvalidRequest                pcifleet.request.invalid
     │   │   ├── UnknownGroup              pcifleet.request.unknown_group
     │   │   └── NumaPolicyConflict        pcifleet.request.numa_policy_conflict (403)
@@ -92,6 +93,13 @@ class InvalidSpecAddress(InvalidSpec):
 class InvalidGroup(InvalidInput):
     code = "pcifleet.group.invalid"
     template = "Invalid PCI alias definition: {detail}"
+
+
+class InvalidGroupSet(InvalidGroup):
+    """A check across all groups (Nova's alias id checks); ``detail`` is the whole message."""
+
+    code = "pcifleet.group.invalid_set"
+    template = "{detail}"
 
 
 class InvalidRequest(InvalidInput):
