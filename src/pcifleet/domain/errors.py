@@ -9,7 +9,8 @@ API uses when it surfaces the error.
     │   ├── InvalidAddress                pcifleet.address.invalid
     │   ├── InvalidAddressPattern         pcifleet.address.invalid_pattern
     │   ├── InvalidSpec                   pcifleet.spec.invalid
-    │   │   └── InvalidSpecAddress        pcifleet.spec.invalid_address
+    │   │   ├── InvalidSpecAddress        pcifleet.spec.invalid_address
+    │   │   └── InvalidSpecCombination    pcifleet.spec.invalid_combination
     │   ├── InvalidGroup                  pcifleet.group.invalid
     │   │   └── InvalidGroupSet           pcifleet.group.invalid_set
     │   ├── InvalidRequest                pcifleet.request.invalid
@@ -87,6 +88,13 @@ class InvalidSpecAddress(InvalidSpec):
     """An address glob or regex in a spec; ``detail`` carries Nova's full message."""
 
     code = "pcifleet.spec.invalid_address"
+    template = "{detail}"
+
+
+class InvalidSpecCombination(InvalidSpec):
+    """Keys that cannot go together, or a spec the host contradicts (Nova's own texts)."""
+
+    code = "pcifleet.spec.invalid_combination"
     template = "{detail}"
 
 
