@@ -1,8 +1,15 @@
-"""Device requests: what an instance asks for, from its flavor (a group) or from a port."""
+"""Device requests: what an instance asks for, from its flavor (a group) or from a port.
+
+A :class:`DeviceRequest` is Nova's ``InstancePCIRequest`` made typed: ``count`` devices, each
+matching any one of ``alternatives`` (Nova's list of spec dicts, OR-ed), asked for by a group
+named in the flavor or by a network port, with an optional NUMA affinity policy.
+"""
 
 from __future__ import annotations
 
 import enum
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pcifleet.domain.device import DeviceType
@@ -14,6 +21,15 @@ class NumaPolicy(enum.StrEnum):
     SOCKET = "socket"
     PREFERRED = "preferred"
     LEGACY = "legacy"
+
+
+#: makes the ``request_id`` of new requests; pass a deterministic one in tests
+RequestIdFactory = Callable[[], str]
+
+
+def new_request_id() -> str:
+    """A fresh random request id (a UUID, as Nova's ``request_id``)."""
+    return str(uuid.uuid4())
 
 
 class RequesterKind(enum.StrEnum):
@@ -82,3 +98,18 @@ class DeviceRequest:
     #: None: use the instance's policy, else legacy
     numa_policy: NumaPolicy | None = None
     request_id: str = ""
+
+    @property
+    def from_port(self) -> bool:
+        return self.requester.kind is RequesterKind.PORT
+
+    def is_live_migratable(self) -> bool:
+        """Nova's rule: every alternative explicitly asks for ``live_migratable`` "true".
+
+        A request whose group says nothing about live migration is not live-migratable: the
+        live migration pre-check refuses to move such an instance ("This request does not
+        explicitly request live-migratable devices.").
+        """
+        return bool(self.alternatives) and all(
+            (alt.prop("live_migratable") or "").lower() == "true" for alt in self.alternatives
+        )
