@@ -1,0 +1,1 @@
+"""Use cases of the controller: each module is one area, over the database models."""
