@@ -51,6 +51,15 @@ class SysfsReader:
     def __repr__(self) -> str:
         return f"SysfsReader({os.fspath(self.root)!r})"
 
+    @classmethod
+    def for_directory(cls, directory: StrPath) -> SysfsReader:
+        """A reader for ``directory``, given either as a root (holding ``sys/``) or as the
+        ``sys`` directory itself (the captures' README says "point a program at .../sys")."""
+        path = Path(directory)
+        if path.name == "sys" and (path / "bus").is_dir() and not (path / "sys").is_dir():
+            return cls(path.parent)
+        return cls(path)
+
     def path(self, *parts: str) -> str:
         """An absolute path under the root, e.g. ``path("sys", "bus", "pci", "devices")``."""
         return "/".join((self._prefix, *parts))
