@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pcifleet.domain.device import DeviceType
 from pcifleet.domain.errors import (
@@ -354,3 +356,17 @@ def test_private_group_for_its_owner() -> None:
     (request,) = device_requests_for_flavor(flavor(pci_passthrough__alias="mine:3"), GROUPS, "p1")
     assert request.count == 3
     assert request.requester.name == "mine"
+
+
+_names = st.text(
+    st.characters(codec="ascii", categories=["L", "N", "Zs"]), min_size=1, max_size=10
+).filter(lambda s: s.strip() == s and s)
+_items = st.lists(st.tuples(_names, st.integers(1, 64)), min_size=1, max_size=5)
+
+
+@given(_items, st.sampled_from([",", ", ", " ,"]))
+def test_alias_spec_round_trip(items: list[tuple[str, int]], sep: str) -> None:
+    text = sep.join(f"{name}:{count}" for name, count in items)
+    parsed = parse_pci_alias_spec(text)
+    assert parsed == tuple(GroupCount(n, c) for n, c in items)
+    validate_extra_specs({"pci_passthrough:alias": text})

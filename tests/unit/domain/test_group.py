@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pcifleet.domain.device import DeviceType
 from pcifleet.domain.errors import InvalidGroup
@@ -274,3 +276,31 @@ def test_load_groups_errors(text: str, fmt: str, field: str, rule: str, fragment
 @pytest.mark.parametrize(("text", "fmt"), [("", "toml"), ("", "yaml"), ("groups: []", "yaml")])
 def test_empty_config_has_no_groups(text: str, fmt: str) -> None:
     assert load_groups(text, fmt) == ()
+
+
+_hex4 = st.text("0123456789abcdef", min_size=4, max_size=4)
+_word = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12)
+_matches = st.builds(
+    lambda v, p, tags: DeviceMatch.of(v, p, **tags),
+    st.none() | _hex4,
+    st.none() | _hex4,
+    st.dictionaries(st.sampled_from(["physical_network", "trusted", "x"]), _word, max_size=2),
+)
+_groups = st.builds(
+    DeviceGroup,
+    name=_word,
+    match=st.lists(_matches, min_size=1, max_size=3).map(tuple),
+    device_type=st.none() | st.sampled_from([DeviceType.PCI, DeviceType.PF, DeviceType.VF]),
+    numa_policy=st.sampled_from(NumaPolicy),
+    live_migratable=st.none() | st.booleans(),
+    resource_class=st.none() | _word,
+    traits=st.lists(_word, max_size=3).map(tuple),
+    owner=st.none() | _word,
+)
+
+
+@given(_groups)
+def test_native_format_round_trips(group: DeviceGroup) -> None:
+    assert DeviceGroup.from_dict(group.to_dict()) == group
+    assert len(group.alternatives) == len(group.match)
+    assert all(alt.dev_type is group.device_type for alt in group.alternatives)
