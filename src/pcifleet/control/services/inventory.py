@@ -1,0 +1,744 @@
+"""Inventory: hosts register, report what they have, and stay alive through heartbeats.
+
+A report is the host's full inventory with the ``inventory_generation`` its agent last saw.
+The controller diffs it against the database (Nova's ``PciDevTracker`` sync, done centrally):
+
+- a new device is added (available, unless a relative in use blocks it);
+- a known device whose facts changed is updated, including a type change (``type-PCI`` ->
+  ``type-PF`` when SR-IOV gets enabled);
+- a device no longer reported is removed — unless an instance holds it: then it is kept,
+  flagged ``vanished`` and listed in the result, never silently dropped; it is un-flagged if
+  it comes back.
+
+A report whose generation is stale fails with :class:`ConcurrentUpdate` (409): another report
+won, and the agent re-reads before trying again. Every write that changes devices also
+compare-and-swaps ``hosts.generation`` (see :mod:`pcifleet.control.db.repo`); when a claim
+moves it between our read and our write, the report is recomputed a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import sqlalchemy.exc
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from pcifleet.control.db.models import NAME_LENGTH, DeviceRow, HostRow
+from pcifleet.control.db.records import HostRecord, HostState, StoredDevice
+from pcifleet.control.db.repo import (
+    bump_generation,
+    cells_to_json,
+    device_facts,
+    find_host,
+    host_device_rows,
+    host_record,
+    row_facts,
+    stored_device,
+)
+from pcifleet.control.settings import Settings
+from pcifleet.domain.address import PciAddress
+from pcifleet.domain.device import Device, DeviceState, DeviceType
+from pcifleet.domain.errors import ConcurrentUpdate, InvalidInput, InvalidTransition, NotFound
+from pcifleet.domain.numa import NumaCell
+
+Clock = Callable[[], dt.datetime]
+T = TypeVar("T")
+
+_S = DeviceState
+#: states in which an instance holds the device: such a device is never dropped
+HELD: Final = frozenset({_S.CLAIMED, _S.ALLOCATED})
+#: PostgreSQL error codes worth retrying: serialization failure, deadlock detected
+_RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})
+_DELETE_CHUNK: Final = 500
+_BACKOFF_S: Final = 0.005
+_EMPTY_LABELS: Final[Mapping[PciAddress, str]] = MappingProxyType({})
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# --- what the service takes and returns -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReport:
+    """A host's full inventory as its agent sees it (device ``state``/``owner`` are ignored)."""
+
+    devices: Sequence[Device]
+    cells: Sequence[NumaCell] = ()
+    #: None keeps the stored ratio
+    cpu_allocation_ratio: float | None = None
+    #: human names (pci.ids) by address, for display
+    labels: Mapping[PciAddress, str] = field(default_factory=lambda: _EMPTY_LABELS)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    host_id: str
+    #: the host's compare-and-swap generation after the report
+    generation: int
+    #: what the agent must echo in its next report
+    inventory_generation: int
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+    #: devices held by an instance that the host no longer reports (kept, flagged vanished)
+    kept_vanished: tuple[PciAddress, ...]
+    #: flagged devices that the host reports again (un-flagged)
+    reappeared: tuple[PciAddress, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.reappeared)
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    host: HostRecord
+    devices_by_state: Mapping[DeviceState, int]
+    vanished: int
+
+    @property
+    def device_count(self) -> int:
+        return sum(self.devices_by_state.values())
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device as listed and shown: the stored device and its host's name."""
+
+    id: str
+    host_id: str
+    host_name: str
+    device: Device
+    request_id: str | None
+    resource_class: str | None
+    vanished: bool
+    vanished_at: dt.datetime | None
+    label: str | None
+
+    @classmethod
+    def of(cls, stored: StoredDevice, host_name: str) -> DeviceInfo:
+        return cls(
+            stored.id,
+            stored.host_id,
+            host_name,
+            stored.device,
+            stored.request_id,
+            stored.resource_class,
+            stored.vanished,
+            stored.vanished_at,
+            stored.label,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HostDetail:
+    host: HostRecord
+    devices: tuple[DeviceInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Device list filters; None means "any". ``host`` is a host id or name."""
+
+    host: str | None = None
+    dev_type: DeviceType | None = None
+    state: DeviceState | None = None
+    vendor_id: str | None = None
+    product_id: str | None = None
+    physical_network: str | None = None
+    numa_node: int | None = None
+    vanished: bool | None = None
+    instance_id: str | None = None
+
+
+# --- the diff (pure) -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    updated: int = 0
+    unchanged: int = 0
+    kept_vanished: list[PciAddress] = field(default_factory=list)
+    newly_vanished: list[str] = field(default_factory=list)
+    reappeared: list[PciAddress] = field(default_factory=list)
+
+    @property
+    def changes_devices(self) -> bool:
+        return bool(self.inserts or self.updates or self.deletes or self.newly_vanished)
+
+
+def _check_unique(devices: Sequence[Device]) -> None:
+    seen: set[PciAddress] = set()
+    for device in devices:
+        if device.address in seen:
+            raise InvalidInput(
+                f"devices: address {device.address} is reported twice",
+                field="devices",
+                rule="unique",
+            )
+        seen.add(device.address)
+
+
+def _initial_state(device: Device, rows: Mapping[str, DeviceRow]) -> DeviceState:
+    """State of a newly reported device given its stored relatives (DESIGN §3 PF/VF rule)."""
+    if device.parent is not None and device.dev_type in (DeviceType.VF, DeviceType.VDPA):
+        parent = rows.get(str(device.parent))
+        if parent is not None:
+            return _blocked_by({parent.state}, vf=True)
+    if device.dev_type is DeviceType.PF:
+        address = str(device.address)
+        return _blocked_by({r.state for r in rows.values() if r.parent_address == address})
+    return _S.AVAILABLE
+
+
+def _blocked_by(relative_states: set[str], vf: bool = False) -> DeviceState:
+    """A VF follows its PF; a PF is blocked by any VF in use (or, for a PF, reserved)."""
+    if _S.ALLOCATED in relative_states:
+        return _S.UNAVAILABLE
+    if _S.CLAIMED in relative_states or (not vf and _S.RESERVED in relative_states):
+        return _S.UNCLAIMABLE
+    return _S.AVAILABLE
+
+
+def _plan(
+    host_id: str, rows: Sequence[DeviceRow], report: InventoryReport, now: dt.datetime
+) -> _Plan:
+    by_address = {row.address: row for row in rows}
+    plan = _Plan()
+    for device in report.devices:
+        key = str(device.address)
+        row = by_address.get(key)
+        label = report.labels.get(device.address)
+        if row is None:
+            plan.inserts.append(_new_row(host_id, device, label, by_address, now))
+        else:
+            _plan_known(plan, row, device, label, now)
+    reported = {str(device.address) for device in report.devices}
+    for row in rows:
+        if row.address not in reported:
+            _plan_missing(plan, row, now)
+    return plan
+
+
+def _new_row(
+    host_id: str,
+    device: Device,
+    label: str | None,
+    rows: Mapping[str, DeviceRow],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "host_id": host_id,
+        "address": str(device.address),
+        **device_facts(device),
+        "state": _initial_state(device, rows).value,
+        "vanished": False,
+        "label": label,
+        "updated_at": now,
+    }
+
+
+def _plan_known(
+    plan: _Plan, row: DeviceRow, device: Device, label: str | None, now: dt.datetime
+) -> None:
+    stored = row_facts(row)
+    changes: dict[str, Any] = {
+        column: value for column, value in device_facts(device).items() if stored[column] != value
+    }
+    if label is not None and label != row.label:
+        changes["label"] = label
+    if changes:
+        plan.updated += 1
+    if row.vanished:
+        changes.update(vanished=False, vanished_at=None)
+        plan.reappeared.append(device.address)
+    if not changes:
+        plan.unchanged += 1
+        return
+    plan.updates.append({"id": row.id, **changes, "updated_at": now})
+
+
+def _plan_missing(plan: _Plan, row: DeviceRow, now: dt.datetime) -> None:
+    if row.state in HELD or row.instance_id is not None:
+        plan.kept_vanished.append(PciAddress.parse(row.address))
+        if not row.vanished:
+            plan.newly_vanished.append(row.id)
+        return
+    plan.deletes.append(row.id)
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+class _HostMoved(Exception):
+    """The host generation moved between our read and our write: recompute."""
+
+
+class InventoryService:
+    """Hosts, their devices and their liveness. Methods run one transaction each."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, clock: Clock = utc_now
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+
+    # -- plumbing --
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _retrying(self, work: Callable[[Session], T], what: str) -> T:
+        """Run ``work`` in a transaction, again while a concurrent writer overtook it."""
+        attempts = self._settings.claim_retries + 1
+        for attempt in range(attempts):
+            try:
+                with self._transaction() as session:
+                    return work(session)
+            except _HostMoved:
+                pass
+            except sqlalchemy.exc.OperationalError as error:
+                if _pgcode(error) not in _RETRYABLE_PGCODES:
+                    raise
+            _backoff(attempt)
+        raise ConcurrentUpdate(
+            f"{what}: the host kept changing concurrently; gave up after {attempts} attempts",
+            attempts=attempts,
+        )
+
+    # -- hosts --
+
+    def register_host(self, name: str) -> HostRecord:
+        """The host called ``name``, created on first registration (idempotent, race-safe)."""
+        _check_host_name(name)
+        now = self._clock()
+        for _ in range(2):
+            try:
+                with self._transaction() as session:
+                    return self._register(session, name, now)
+            except sqlalchemy.exc.IntegrityError:
+                continue  # another controller registered it first: read theirs
+        with self._transaction() as session:
+            return host_record(find_host(session, name))
+
+    def _register(self, session: Session, name: str, now: dt.datetime) -> HostRecord:
+        row = session.scalars(select(HostRow).where(HostRow.name == name)).one_or_none()
+        if row is None:
+            row = HostRow(
+                id=str(uuid.uuid4()),
+                name=name,
+                generation=0,
+                inventory_generation=0,
+                state=HostState.UP.value,
+                last_heartbeat=now,
+                cells=[],
+                physnets={},
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+        return host_record(row)
+
+    def heartbeat(self, host: str) -> HostRecord:
+        """The host is alive: mark it up and remember when."""
+        now = self._clock()
+        with self._transaction() as session:
+            row = find_host(session, host)
+            row.state = HostState.UP.value
+            row.last_heartbeat = now
+            session.flush()
+            return host_record(row)
+
+    def mark_down_stale(self, now: dt.datetime | None = None) -> tuple[str, ...]:
+        """Mark down every up host silent for longer than the heartbeat timeout.
+
+        Returns the names of the hosts marked down. Down hosts receive no new guests.
+        """
+        moment = now or self._clock()
+        limit = moment - dt.timedelta(seconds=self._settings.heartbeat_timeout_s)
+        stale = or_(HostRow.last_heartbeat.is_(None), HostRow.last_heartbeat < limit)
+        with self._transaction() as session:
+            names = session.scalars(
+                update(HostRow)
+                .where(HostRow.state == HostState.UP.value, stale)
+                .values(state=HostState.DOWN.value, updated_at=moment)
+                .returning(HostRow.name)
+                .execution_options(synchronize_session=False)
+            ).all()
+        return tuple(sorted(names))
+
+    def set_disabled(self, host: str, disabled: bool, reason: str | None = None) -> HostRecord:
+        """Operator switch: a disabled host receives no new guests whatever its heartbeat."""
+        with self._transaction() as session:
+            row = find_host(session, host)
+            row.disabled = disabled
+            row.disabled_reason = reason if disabled else None
+            session.flush()
+            return host_record(row)
+
+    # -- reports --
+
+    def report(self, host: str, generation: int, inventory: InventoryReport) -> ReportResult:
+        """Apply a full inventory report made at ``generation`` (the agent's last seen).
+
+        Raises ConcurrentUpdate when ``generation`` is not the host's current inventory
+        generation (another report won); nothing is written then.
+        """
+        _check_unique(inventory.devices)
+        return self._retrying(
+            lambda session: self._apply_report(session, host, generation, inventory),
+            f"inventory report of host {host}",
+        )
+
+    def _apply_report(
+        self, session: Session, host: str, expected: int, inventory: InventoryReport
+    ) -> ReportResult:
+        now = self._clock()
+        row = find_host(session, host, lock=True)
+        _check_inventory_generation(row, expected)
+        read_generation = row.generation
+        plan = _plan(row.id, host_device_rows(session, row.id), inventory, now)
+        host_values = _host_values(row, inventory)
+        changed = plan.changes_devices or bool(host_values)
+        if changed:
+            self._swap_host(session, row.id, read_generation, expected, host_values, now)
+            _write_plan(session, plan, now)
+        else:
+            _touch(session, row.id, now)
+        session.expire_all()
+        fresh = session.get_one(HostRow, row.id)
+        return ReportResult(
+            host_id=fresh.id,
+            generation=fresh.generation,
+            inventory_generation=fresh.inventory_generation,
+            added=len(plan.inserts),
+            updated=plan.updated,
+            removed=len(plan.deletes),
+            unchanged=plan.unchanged,
+            kept_vanished=tuple(sorted(plan.kept_vanished)),
+            reappeared=tuple(sorted(plan.reappeared)),
+        )
+
+    def _swap_host(
+        self,
+        session: Session,
+        host_id: str,
+        read_generation: int,
+        expected: int,
+        values: Mapping[str, Any],
+        now: dt.datetime,
+    ) -> None:
+        """The compare-and-swap of a report, first in the transaction (locks the host row)."""
+        result = session.execute(
+            update(HostRow)
+            .where(
+                HostRow.id == host_id,
+                HostRow.generation == read_generation,
+                HostRow.inventory_generation == expected,
+            )
+            .values(
+                generation=HostRow.generation + 1,
+                inventory_generation=HostRow.inventory_generation + 1,
+                state=HostState.UP.value,
+                last_heartbeat=now,
+                last_report=now,
+                updated_at=now,
+                **values,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(result, CursorResult)
+        if result.rowcount != 1:
+            raise _HostMoved()
+
+    # -- operator holds --
+
+    def reserve_device(self, device_id: str) -> DeviceInfo:
+        """Hold an available device out of scheduling."""
+        return self._retrying(
+            lambda session: self._hold(session, device_id, reserve=True),
+            f"reserve device {device_id}",
+        )
+
+    def unreserve_device(self, device_id: str) -> DeviceInfo:
+        """Give a reserved device back to scheduling (blocked if a relative is in use)."""
+        return self._retrying(
+            lambda session: self._hold(session, device_id, reserve=False),
+            f"unreserve device {device_id}",
+        )
+
+    def _hold(self, session: Session, device_id: str, reserve: bool) -> DeviceInfo:
+        # host generation first, then the device: a writer that changes the device after
+        # our read of the generation makes our compare-and-swap fail
+        host = find_host(session, _device_row(session, device_id).host_id, lock=True)
+        _bump(session, host.id, host.generation)
+        row = _device_row(session, device_id, fresh=True)
+        want = _S.AVAILABLE if reserve else _S.RESERVED
+        if row.state != want:
+            verb = "reserve" if reserve else "unreserve"
+            raise InvalidTransition(
+                f"cannot {verb}: PCI device {host.name}:{row.address} is {row.state} "
+                f"instead of {want}",
+                device=row.address,
+                state=row.state,
+                operation=verb,
+            )
+        relatives = _relatives(session, row)
+        row.state = _S.RESERVED.value if reserve else _unreserved_state(row, relatives).value
+        session.flush()
+        _rederive_pf(session, row, relatives)
+        session.flush()
+        return DeviceInfo.of(stored_device(row), host.name)
+
+    # -- reads --
+
+    def list_hosts(self, state: HostState | None = None) -> list[HostSummary]:
+        with self._transaction() as session:
+            query = select(HostRow).order_by(HostRow.name)
+            if state is not None:
+                query = query.where(HostRow.state == state.value)
+            hosts = [host_record(row) for row in session.scalars(query)]
+            counts = _device_counts(session)
+        return [
+            HostSummary(
+                host,
+                MappingProxyType(counts.get(host.id, ({}, 0))[0]),
+                counts.get(host.id, ({}, 0))[1],
+            )
+            for host in hosts
+        ]
+
+    def show_host(self, host: str) -> HostDetail:
+        with self._transaction() as session:
+            row = find_host(session, host)
+            devices = tuple(
+                DeviceInfo.of(stored_device(device), row.name)
+                for device in host_device_rows(session, row.id)
+            )
+            return HostDetail(host_record(row), devices)
+
+    def list_devices(
+        self, filters: DeviceFilter = DeviceFilter(), limit: int | None = None, offset: int = 0
+    ) -> list[DeviceInfo]:
+        """Devices matching every given filter, ordered by host name then address."""
+        with self._transaction() as session:
+            query = (
+                select(DeviceRow, HostRow.name)
+                .join(HostRow, HostRow.id == DeviceRow.host_id)
+                .where(*_device_conditions(filters))
+                .order_by(HostRow.name, DeviceRow.address)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [DeviceInfo.of(stored_device(row), name) for row, name in session.execute(query)]
+
+    def show_device(self, device_id: str) -> DeviceInfo:
+        with self._transaction() as session:
+            row = _device_row(session, device_id)
+            host = session.get_one(HostRow, row.host_id)
+            return DeviceInfo.of(stored_device(row), host.name)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _backoff(attempt: int) -> None:
+    """A short randomized pause so that retrying writers do not collide in lockstep."""
+    time.sleep(random.uniform(0, _BACKOFF_S * (attempt + 1)))
+
+
+def _pgcode(error: sqlalchemy.exc.OperationalError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _check_host_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise InvalidInput(
+            "host name: must be a non-empty string without surrounding blanks",
+            field="name",
+            rule="format",
+        )
+    if len(name) > NAME_LENGTH:
+        raise InvalidInput(
+            f"host name: at most {NAME_LENGTH} characters", field="name", rule="length"
+        )
+
+
+def _check_inventory_generation(row: HostRow, expected: int) -> None:
+    if row.inventory_generation != expected:
+        raise ConcurrentUpdate(
+            f"host {row.name}: inventory generation is {row.inventory_generation}, "
+            f"the report was made at {expected}; re-read the host and report again",
+            host=row.name,
+            expected=expected,
+            current=row.inventory_generation,
+        )
+
+
+def _host_values(row: HostRow, inventory: InventoryReport) -> dict[str, Any]:
+    """The host columns the report changes (empty when it changes none)."""
+    values: dict[str, Any] = {}
+    cells = cells_to_json(inventory.cells)
+    if cells != row.cells:
+        values["cells"] = cells
+    ratio = inventory.cpu_allocation_ratio
+    if ratio is not None and ratio != row.cpu_allocation_ratio:
+        values["cpu_allocation_ratio"] = ratio
+    return values
+
+
+def _touch(session: Session, host_id: str, now: dt.datetime) -> None:
+    """A report that changes nothing still proves the host alive."""
+    session.execute(
+        update(HostRow)
+        .where(HostRow.id == host_id)
+        .values(state=HostState.UP.value, last_heartbeat=now, last_report=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _write_plan(session: Session, plan: _Plan, now: dt.datetime) -> None:
+    if plan.deletes:
+        for start in range(0, len(plan.deletes), _DELETE_CHUNK):
+            chunk = plan.deletes[start : start + _DELETE_CHUNK]
+            session.execute(delete(DeviceRow).where(DeviceRow.id.in_(chunk)))
+    if plan.updates:
+        session.execute(update(DeviceRow), plan.updates)
+    if plan.newly_vanished:
+        session.execute(
+            update(DeviceRow),
+            [{"id": i, "vanished": True, "vanished_at": now} for i in plan.newly_vanished],
+        )
+    if plan.inserts:
+        session.execute(insert(DeviceRow), plan.inserts)
+
+
+def _bump(session: Session, host_id: str, generation: int) -> None:
+    try:
+        bump_generation(session, host_id, generation)
+    except ConcurrentUpdate:
+        raise _HostMoved() from None
+
+
+def _device_row(session: Session, device_id: str, fresh: bool = False) -> DeviceRow:
+    row = session.get(DeviceRow, device_id, populate_existing=fresh)
+    if row is None:
+        raise NotFound(f"device {device_id!r} not found", field="device", rule="exists")
+    return row
+
+
+def _relatives(session: Session, row: DeviceRow) -> list[DeviceRow]:
+    """The devices ``row`` excludes: a PF's VFs, or a VF's PF."""
+    if row.dev_type == DeviceType.PF:
+        condition = DeviceRow.parent_address == row.address
+    elif row.parent_address is not None:
+        condition = and_(
+            DeviceRow.address == row.parent_address, DeviceRow.dev_type == DeviceType.PF.value
+        )
+    else:
+        return []
+    return list(
+        session.scalars(select(DeviceRow).where(DeviceRow.host_id == row.host_id, condition))
+    )
+
+
+def _unreserved_state(row: DeviceRow, relatives: Sequence[DeviceRow]) -> DeviceState:
+    is_vf = row.dev_type != DeviceType.PF
+    return _blocked_by({relative.state for relative in relatives}, vf=is_vf)
+
+
+def _rederive_pf(session: Session, row: DeviceRow, relatives: Sequence[DeviceRow]) -> None:
+    """A VF's hold changed: its PF follows (unclaimable while a VF is reserved or claimed)."""
+    if row.dev_type == DeviceType.PF or len(relatives) != 1:
+        return
+    pf = relatives[0]
+    if pf.state not in (_S.AVAILABLE, _S.UNCLAIMABLE, _S.UNAVAILABLE):
+        return
+    siblings = session.scalars(
+        select(DeviceRow.state).where(
+            DeviceRow.host_id == row.host_id, DeviceRow.parent_address == pf.address
+        )
+    ).all()
+    pf.state = _blocked_by(set(siblings)).value
+
+
+def _device_counts(session: Session) -> dict[str, tuple[dict[DeviceState, int], int]]:
+    """Per host: device count by state, and the number of vanished devices (one query)."""
+    rows = session.execute(
+        select(
+            DeviceRow.host_id,
+            DeviceRow.state,
+            func.count(),
+            func.sum(cast(DeviceRow.vanished, Integer)),
+        ).group_by(DeviceRow.host_id, DeviceRow.state)
+    ).all()
+    counts: dict[str, tuple[dict[DeviceState, int], int]] = {}
+    for host_id, state, count, vanished in rows:
+        by_state, total_vanished = counts.get(host_id, ({}, 0))
+        by_state[DeviceState(state)] = int(count)
+        counts[host_id] = (by_state, total_vanished + int(vanished or 0))
+    return counts
+
+
+def _device_conditions(filters: DeviceFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if filters.host is not None:
+        conditions.append(or_(HostRow.id == filters.host, HostRow.name == filters.host))
+    simple: list[tuple[Any, Any]] = [
+        (DeviceRow.dev_type, filters.dev_type),
+        (DeviceRow.state, filters.state),
+        (DeviceRow.vendor_id, filters.vendor_id),
+        (DeviceRow.product_id, filters.product_id),
+        (DeviceRow.numa_node, filters.numa_node),
+        (DeviceRow.vanished, filters.vanished),
+        (DeviceRow.instance_id, filters.instance_id),
+    ]
+    conditions.extend(column == _plain(value) for column, value in simple if value is not None)
+    if filters.physical_network is not None:
+        physnet = DeviceRow.tags["physical_network"].as_string()
+        conditions.append(physnet == filters.physical_network)
+    return conditions
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, DeviceType | DeviceState) else value
+
+
+def device_states(devices: Sequence[StoredDevice]) -> Counter[DeviceState]:
+    """How many of ``devices`` are in each state (for summaries and tests)."""
+    return Counter(stored.device.state for stored in devices)

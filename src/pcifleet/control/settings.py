@@ -1,0 +1,105 @@
+"""Controller settings: one typed object, built explicitly from the environment and flags.
+
+Nothing reads the environment at import time or inside constructors: the CLI (or a test)
+calls :func:`settings_from_env` once and passes the result down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pcifleet.domain.errors import InvalidInput
+
+ENV_DATA_DIR: Final = "PCIFLEET_DATA_DIR"
+ENV_DATABASE_URL: Final = "PCIFLEET_DATABASE_URL"
+ENV_HEARTBEAT_TIMEOUT: Final = "PCIFLEET_HEARTBEAT_TIMEOUT"
+ENV_CLAIM_RETRIES: Final = "PCIFLEET_CLAIM_RETRIES"
+
+DEFAULT_HEARTBEAT_TIMEOUT_S: Final = 60.0
+DEFAULT_CLAIM_RETRIES: Final = 5
+DATABASE_FILE: Final = "pcifleet.db"
+
+
+class InvalidSetting(InvalidInput):
+    code = "pcifleet.settings.invalid"
+    template = "setting {field}: {detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the controller needs to run; immutable once built."""
+
+    data_dir: Path
+    database_url: str
+    #: a host whose last heartbeat is older than this (seconds) is marked down
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+    #: how often a claim that lost a compare-and-swap re-reads and tries again
+    claim_retries: int = DEFAULT_CLAIM_RETRIES
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_timeout_s <= 0:
+            raise InvalidSetting(
+                "must be a positive number of seconds", field="heartbeat_timeout_s", rule="range"
+            )
+        if self.claim_retries < 0:
+            raise InvalidSetting(
+                "must be zero or a positive integer", field="claim_retries", rule="range"
+            )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/pcifleet``, else ``~/.local/share/pcifleet`` (per user)."""
+    xdg = environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg) / "pcifleet"
+    home = environ.get("HOME")
+    base = Path(home) if home else Path(os.path.expanduser("~"))
+    return base / ".local" / "share" / "pcifleet"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / DATABASE_FILE}"
+
+
+def settings_from_env(
+    environ: Mapping[str, str],
+    data_dir: Path | str | None = None,
+    database_url: str | None = None,
+) -> Settings:
+    """Settings from explicit arguments (flags) first, then ``environ``, then defaults."""
+    chosen_dir = _data_dir(environ, data_dir)
+    url = database_url or environ.get(ENV_DATABASE_URL) or sqlite_url(chosen_dir)
+    return Settings(
+        data_dir=chosen_dir,
+        database_url=url,
+        heartbeat_timeout_s=_number(environ, ENV_HEARTBEAT_TIMEOUT, DEFAULT_HEARTBEAT_TIMEOUT_S),
+        claim_retries=int(_number(environ, ENV_CLAIM_RETRIES, DEFAULT_CLAIM_RETRIES, True)),
+    )
+
+
+def _data_dir(environ: Mapping[str, str], given: Path | str | None) -> Path:
+    if given is not None and str(given) != "":
+        return Path(given).expanduser()
+    from_env = environ.get(ENV_DATA_DIR)
+    if from_env:
+        return Path(from_env).expanduser()
+    return default_data_dir(environ)
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, integer: bool = False) -> float:
+    raw = environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise InvalidSetting(f"{raw!r} is not {kind}", field=name, rule="type") from None
