@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from pcifleet.control.db.engine import create_db_engine, current_revision, migrate
+from pcifleet.control.db.engine import alembic_config, create_db_engine, current_revision, migrate
 from pcifleet.control.db.models import Base
 
 
@@ -52,3 +53,13 @@ def test_postgresql_urls_use_psycopg3(url: str, driver: str) -> None:
     engine = create_db_engine(url)
     assert engine.url.drivername == driver
     engine.dispose()
+
+
+def test_downgrade_to_base_drops_everything_and_upgrade_restores_it(engine: Engine) -> None:
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate(engine)
+    assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
