@@ -139,9 +139,9 @@ class Selector(abc.ABC):
     def describe(self) -> str:
         """What the criterion wants, e.g. ``vendor_id 8086``."""
 
+    @abc.abstractmethod
     def why_not(self, device: Device, host: HostDevices) -> str:
-        """Why ``device`` is refused; override to show the device's own value."""
-        return f"not {self.describe()}"
+        """Why ``device`` is refused, showing the device's own value."""
 
 
 def _invalid(key: str, rule: str, detail: str) -> InvalidSpec:

@@ -23,6 +23,14 @@ the exclusion sits in the list (the management NIC, a VF kept for a DHCP agent).
 Tag values are strings; JSON booleans become ``"true"``/``"false"``, numbers their decimal text,
 ``null`` drops the tag (an absent tag compares as None, exactly like Nova's ``null``). Lists
 and objects are rejected (Nova would carry them into pools as unhashable keys).
+
+Where Nova crashes or silently accepts nonsense, pcifleet rejects with a named field and rule:
+non-string or negative ``vendor_id``/``product_id`` (``product_id`` is stripped like
+``vendor_id``), list/object tag values, unknown keys inside a regex address. Nova's texts are
+reproduced where the reference records them; the two remote-managed host errors
+(devname not present, spec naming a PF) use pcifleet's own wording under Nova's rules.
+Host-dependent rules (those Nova checks against sysfs when nova-compute starts) run in
+:meth:`SpecList.check_host`, against a :class:`HostDevices` view, never against the OS.
 """
 
 from __future__ import annotations

@@ -105,6 +105,28 @@ def test_order_is_numeric_not_textual() -> None:
     ]
 
 
+def test_every_comparison_operator() -> None:
+    low, high = A("0000:0a:00.1"), A("0000:0a:01.0")
+    assert low < high and low <= high and high > low and high >= low
+    assert low <= A("0a:00.1") and low >= A("0a:00.1")
+    assert not (high < low or high <= low or low > high or low >= high)
+    assert low != high
+    assert low != "0000:0a:00.1"
+
+
+@pytest.mark.parametrize("other", ["0000:0a:00.1", 1, None])
+def test_ordering_against_other_types_is_a_type_error(other: object) -> None:
+    address = A("0000:0a:00.1")
+    for compare in (
+        lambda: address < other,  # type: ignore[operator]
+        lambda: address <= other,  # type: ignore[operator]
+        lambda: address > other,  # type: ignore[operator]
+        lambda: address >= other,  # type: ignore[operator]
+    ):
+        with pytest.raises(TypeError):
+            compare()
+
+
 def test_equal_addresses_hash_alike() -> None:
     assert A("0000:0A:00.1") == A("0a:00.1")
     assert len({A("0000:0A:00.1"), A("0a:00.1")}) == 1
@@ -327,6 +349,18 @@ def test_regex_errors_are_novas_wrong_format(
 def test_regex_single_address(spec: dict[str, str], single: str | None) -> None:
     got = AddressRegex.parse(spec).single()
     assert (None if got is None else str(got)) == single
+
+
+def test_regex_constructed_directly_is_checked() -> None:
+    with pytest.raises(InvalidSpecAddress) as info:
+        AddressRegex(bus=5)  # type: ignore[arg-type]
+    assert info.value.fields["rule"] == "type"
+    with pytest.raises(InvalidSpecAddress) as info:
+        AddressRegex(slot="(")
+    assert str(info.value) == (
+        "The PCI address {'domain': '.*', 'bus': '.*', 'slot': '(', 'function': '.*'} "
+        "has an incorrect format."
+    )
 
 
 def test_regex_str_shows_the_fields_set() -> None:

@@ -105,6 +105,13 @@ def test_host_view_answers_what_selectors_ask() -> None:
     assert list(HOST.ordered()) == sorted(d.address for d in DEVICES)
 
 
+def test_host_view_of_a_few_devices() -> None:
+    host = HostDevices.of(GPU, MGMT)
+    assert list(host) == [GPU.address, MGMT.address]
+    assert host.ordered() == (MGMT.address, GPU.address)
+    assert host.by_netdev("eno1") is MGMT
+
+
 def test_card_serial_is_the_devices_own_or_its_pfs() -> None:
     host = HostDevices(DEVICES, card_serials={MLX_PF.address: "SN1", INTEL_VFS[0].address: "SN2"})
     assert host.card_serial(MLX_VFS[0]) == "SN1"
@@ -403,6 +410,7 @@ def test_numa_selector_explains_unknown() -> None:
     selector = _sel("numa_node", [0, None])
     assert isinstance(selector, NumaSelector)
     assert selector.why_not(MLX_PF, HOST) == "numa_node 1 not in {0, unknown}"
+    assert selector.describe() == "numa_node {0, unknown}"
 
 
 @pytest.mark.parametrize(
@@ -490,10 +498,14 @@ def test_pf_address_selector_explains() -> None:
         selector.why_not(MLX_VFS[0], HOST)
         == "VF 0 of 0000:82:00.0 is not in pf_address 0000:81:00.0#0"
     )
+    assert selector.why_not(GPU, HOST) == (
+        "0000:3b:00.0 is not a VF (wanted pf_address 0000:81:00.0#0)"
+    )
 
 
 def test_remote_managed_selector_needs_a_vpd_serial() -> None:
     selector = RemoteManagedSelector()
+    assert selector.describe() == "remote_managed (a VPD card serial number)"
     assert _matching(selector) == ["0000:82:00.0", "0000:82:00.1", "0000:82:00.2"]
     assert selector.why_not(GPU, HOST) == (
         "remote_managed needs a VPD card serial number; 0000:3b:00.0 has none"
