@@ -45,7 +45,6 @@ READ_ONLY: Final = frozenset(
         "local_cpulist",
         "local_cpus",
         "modalias",
-        "irq",
         "current_link_speed",
         "current_link_width",
         "max_link_speed",
