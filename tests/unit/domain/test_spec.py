@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -592,7 +591,7 @@ def _big_host() -> HostDevices:
     return HostDevices(devices)
 
 
-def test_qualifying_600_devices_against_10_specs_takes_milliseconds() -> None:
+def test_qualifying_600_devices_against_10_specs() -> None:
     host = _big_host()
     specs = _specs(
         {"vendor_id": "10de", "product_id": "1db4"},
@@ -606,14 +605,8 @@ def test_qualifying_600_devices_against_10_specs_takes_milliseconds() -> None:
         {"class": "ethernet", "numa_node": 1, "physical_network": "physnet5"},
         {"vendor_id": "8086", "product_id": "1572", "managed": "no"},
     )
-    timings = []
-    for _ in range(7):
-        start = time.perf_counter()
-        result = specs.qualify_all(host)
-        timings.append(time.perf_counter() - start)
+    result = specs.qualify_all(host)
     assert len(host) == 608
     # 63 (PF 10 + 62 VFs) + 64 + 32 + 195 (3 PFs with VFs) + 3 PFs by id; 67 excluded
     assert sum(q.assignable for q in result.values()) == 357
     assert sum(q.excluded for q in result.values()) == 67
-    # ~3 ms on the 2-core CI machine; the bound leaves room for a loaded machine
-    assert sorted(timings)[3] < 0.05
