@@ -3,7 +3,9 @@
 5,000 hosts of 278 devices are 1.4 million rows, so this path avoids the ORM: one Core select
 of plain tuples streamed in batches, ordered by host, turned into domain records host by host.
 Values that repeat across the fleet (addresses, parent addresses, tags, netdev lists, vendor
-ids) are parsed once and shared, which keeps both time and memory down. JSON columns are read
+ids) are parsed once and shared, and so are whole device records: hosts built from the same hardware
+have identical rows apart from the host id, and a frozen :class:`Device` can be shared by
+all of them. This keeps both time and memory down. JSON columns are read
 as text and decoded only the first time a given text is seen.
 """
 
@@ -60,6 +62,8 @@ class _Interner:
     """Caches that make equal values one object across the whole fleet."""
 
     addresses: dict[str, PciAddress] = field(default_factory=dict)
+    #: whole devices by their row (minus the host): identical hardware shares one record
+    devices: dict[tuple[Any, ...], Device] = field(default_factory=dict)
     tags: dict[str | None, Tags] = field(default_factory=dict)
     netdevs: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
 
@@ -87,6 +91,15 @@ class _Interner:
 
 
 def _device(row: Sequence[Any], interner: _Interner) -> Device:
+    """The (shared) device of a fleet row; devices are frozen, so sharing is safe."""
+    key = tuple(row[1:])
+    found = interner.devices.get(key)
+    if found is None:
+        found = interner.devices[key] = _new_device(row, interner)
+    return found
+
+
+def _new_device(row: Sequence[Any], interner: _Interner) -> Device:
     parent = row[7]
     return Device(
         address=interner.address(row[1]),
@@ -118,7 +131,7 @@ def iter_fleet(session: Session, *, batch_size: int = DEFAULT_BATCH) -> Iterator
         .execution_options(stream_results=True, yield_per=batch_size)
     )
     interner = _Interner()
-    rows = session.execute(statement)
+    rows = session.connection().execute(statement)
     grouped = groupby(rows, key=itemgetter(0))
     pending = next(grouped, None)
     for host in hosts:

@@ -35,9 +35,7 @@ from sqlalchemy import (
     Integer,
     and_,
     cast,
-    delete,
     func,
-    insert,
     or_,
     select,
     update,
@@ -50,12 +48,17 @@ from pcifleet.control.db.records import HostRecord, HostState, StoredDevice
 from pcifleet.control.db.repo import (
     bump_generation,
     cells_to_json,
-    device_facts,
     find_host,
     host_device_rows,
     host_record,
-    row_facts,
     stored_device,
+)
+from pcifleet.control.services.inventory_diff import (
+    blocked_by,
+    check_unique,
+    load_snapshots,
+    plan_report,
+    write_plan,
 )
 from pcifleet.control.settings import Settings
 from pcifleet.domain.address import PciAddress
@@ -175,126 +178,6 @@ class DeviceFilter:
     numa_node: int | None = None
     vanished: bool | None = None
     instance_id: str | None = None
-
-
-# --- the diff (pure) -----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Plan:
-    inserts: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    deletes: list[str] = field(default_factory=list)
-    updated: int = 0
-    unchanged: int = 0
-    kept_vanished: list[PciAddress] = field(default_factory=list)
-    newly_vanished: list[str] = field(default_factory=list)
-    reappeared: list[PciAddress] = field(default_factory=list)
-
-    @property
-    def changes_devices(self) -> bool:
-        return bool(self.inserts or self.updates or self.deletes or self.newly_vanished)
-
-
-def _check_unique(devices: Sequence[Device]) -> None:
-    seen: set[PciAddress] = set()
-    for device in devices:
-        if device.address in seen:
-            raise InvalidInput(
-                f"devices: address {device.address} is reported twice",
-                field="devices",
-                rule="unique",
-            )
-        seen.add(device.address)
-
-
-def _initial_state(device: Device, rows: Mapping[str, DeviceRow]) -> DeviceState:
-    """State of a newly reported device given its stored relatives (DESIGN §3 PF/VF rule)."""
-    if device.parent is not None and device.dev_type in (DeviceType.VF, DeviceType.VDPA):
-        parent = rows.get(str(device.parent))
-        if parent is not None:
-            return _blocked_by({parent.state}, vf=True)
-    if device.dev_type is DeviceType.PF:
-        address = str(device.address)
-        return _blocked_by({r.state for r in rows.values() if r.parent_address == address})
-    return _S.AVAILABLE
-
-
-def _blocked_by(relative_states: set[str], vf: bool = False) -> DeviceState:
-    """A VF follows its PF; a PF is blocked by any VF in use (or, for a PF, reserved)."""
-    if _S.ALLOCATED in relative_states:
-        return _S.UNAVAILABLE
-    if _S.CLAIMED in relative_states or (not vf and _S.RESERVED in relative_states):
-        return _S.UNCLAIMABLE
-    return _S.AVAILABLE
-
-
-def _plan(
-    host_id: str, rows: Sequence[DeviceRow], report: InventoryReport, now: dt.datetime
-) -> _Plan:
-    by_address = {row.address: row for row in rows}
-    plan = _Plan()
-    for device in report.devices:
-        key = str(device.address)
-        row = by_address.get(key)
-        label = report.labels.get(device.address)
-        if row is None:
-            plan.inserts.append(_new_row(host_id, device, label, by_address, now))
-        else:
-            _plan_known(plan, row, device, label, now)
-    reported = {str(device.address) for device in report.devices}
-    for row in rows:
-        if row.address not in reported:
-            _plan_missing(plan, row, now)
-    return plan
-
-
-def _new_row(
-    host_id: str,
-    device: Device,
-    label: str | None,
-    rows: Mapping[str, DeviceRow],
-    now: dt.datetime,
-) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "host_id": host_id,
-        "address": str(device.address),
-        **device_facts(device),
-        "state": _initial_state(device, rows).value,
-        "vanished": False,
-        "label": label,
-        "updated_at": now,
-    }
-
-
-def _plan_known(
-    plan: _Plan, row: DeviceRow, device: Device, label: str | None, now: dt.datetime
-) -> None:
-    stored = row_facts(row)
-    changes: dict[str, Any] = {
-        column: value for column, value in device_facts(device).items() if stored[column] != value
-    }
-    if label is not None and label != row.label:
-        changes["label"] = label
-    if changes:
-        plan.updated += 1
-    if row.vanished:
-        changes.update(vanished=False, vanished_at=None)
-        plan.reappeared.append(device.address)
-    if not changes:
-        plan.unchanged += 1
-        return
-    plan.updates.append({"id": row.id, **changes, "updated_at": now})
-
-
-def _plan_missing(plan: _Plan, row: DeviceRow, now: dt.datetime) -> None:
-    if row.state in HELD or row.instance_id is not None:
-        plan.kept_vanished.append(PciAddress.parse(row.address))
-        if not row.vanished:
-            plan.newly_vanished.append(row.id)
-        return
-    plan.deletes.append(row.id)
 
 
 # --- the service ---------------------------------------------------------------------------
@@ -418,7 +301,7 @@ class InventoryService:
         Raises ConcurrentUpdate when ``generation`` is not the host's current inventory
         generation (another report won); nothing is written then.
         """
-        _check_unique(inventory.devices)
+        check_unique(inventory.devices)
         return self._retrying(
             lambda session: self._apply_report(session, host, generation, inventory),
             f"inventory report of host {host}",
@@ -431,12 +314,13 @@ class InventoryService:
         row = find_host(session, host, lock=True)
         _check_inventory_generation(row, expected)
         read_generation = row.generation
-        plan = _plan(row.id, host_device_rows(session, row.id), inventory, now)
+        stored = load_snapshots(session, row.id)
+        plan = plan_report(row.id, stored, inventory.devices, inventory.labels, now)
         host_values = _host_values(row, inventory)
         changed = plan.changes_devices or bool(host_values)
         if changed:
             self._swap_host(session, row.id, read_generation, expected, host_values, now)
-            _write_plan(session, plan, now)
+            write_plan(session, plan, now)
         else:
             _touch(session, row.id, now)
         session.expire_all()
@@ -449,8 +333,8 @@ class InventoryService:
             updated=plan.updated,
             removed=len(plan.deletes),
             unchanged=plan.unchanged,
-            kept_vanished=tuple(sorted(plan.kept_vanished)),
-            reappeared=tuple(sorted(plan.reappeared)),
+            kept_vanished=tuple(plan.kept_vanished),
+            reappeared=tuple(plan.reappeared),
         )
 
     def _swap_host(
@@ -632,22 +516,6 @@ def _touch(session: Session, host_id: str, now: dt.datetime) -> None:
     )
 
 
-def _write_plan(session: Session, plan: _Plan, now: dt.datetime) -> None:
-    if plan.deletes:
-        for start in range(0, len(plan.deletes), _DELETE_CHUNK):
-            chunk = plan.deletes[start : start + _DELETE_CHUNK]
-            session.execute(delete(DeviceRow).where(DeviceRow.id.in_(chunk)))
-    if plan.updates:
-        session.execute(update(DeviceRow), plan.updates)
-    if plan.newly_vanished:
-        session.execute(
-            update(DeviceRow),
-            [{"id": i, "vanished": True, "vanished_at": now} for i in plan.newly_vanished],
-        )
-    if plan.inserts:
-        session.execute(insert(DeviceRow), plan.inserts)
-
-
 def _bump(session: Session, host_id: str, generation: int) -> None:
     try:
         bump_generation(session, host_id, generation)
@@ -679,7 +547,7 @@ def _relatives(session: Session, row: DeviceRow) -> list[DeviceRow]:
 
 def _unreserved_state(row: DeviceRow, relatives: Sequence[DeviceRow]) -> DeviceState:
     is_vf = row.dev_type != DeviceType.PF
-    return _blocked_by({relative.state for relative in relatives}, vf=is_vf)
+    return blocked_by({relative.state for relative in relatives}, vf=is_vf)
 
 
 def _rederive_pf(session: Session, row: DeviceRow, relatives: Sequence[DeviceRow]) -> None:
@@ -694,7 +562,7 @@ def _rederive_pf(session: Session, row: DeviceRow, relatives: Sequence[DeviceRow
             DeviceRow.host_id == row.host_id, DeviceRow.parent_address == pf.address
         )
     ).all()
-    pf.state = _blocked_by(set(siblings)).value
+    pf.state = blocked_by(siblings).value
 
 
 def _device_counts(session: Session) -> dict[str, tuple[dict[DeviceState, int], int]]:
