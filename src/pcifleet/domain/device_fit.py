@@ -138,15 +138,42 @@ def choose_devices(
     cells: tuple[int, ...] | None,
     options: FitOptions,
 ) -> tuple[tuple[PciAddress, ...], ...] | FitFailure:
-    """The devices of every device request, in request order, or the first failure."""
+    """The devices of every device request, in request order, or the first failure.
+
+    Requests are picked greedily in request order. If that fails while some requests want
+    whole PFs and others do not, the PF requests are picked first in a second attempt: VFs
+    picked first (spread over PFs, or needing the only PF of a network) can block every PF
+    that a later request needed, while the reverse order leaves them the remaining PFs.
+    """
+    order = range(len(request.device_requests))
+    chosen = _choose_in_order(host, request, cells, options, order)
+    if not isinstance(chosen, FitFailure):
+        return chosen
+    wants_pf = [wants_of(r.alternatives).pf for r in request.device_requests]
+    if any(wants_pf) and not all(wants_pf):
+        retry_order = sorted(order, key=lambda i: not wants_pf[i])
+        retry = _choose_in_order(host, request, cells, options, retry_order)
+        if not isinstance(retry, FitFailure):
+            return retry
+    return chosen
+
+
+def _choose_in_order(
+    host: HostState,
+    request: InstanceRequest,
+    cells: tuple[int, ...] | None,
+    options: FitOptions,
+    order: Sequence[int],
+) -> tuple[tuple[PciAddress, ...], ...] | FitFailure:
     scratch = Scratch()
-    chosen = []
-    for index, device_request in enumerate(request.device_requests):
+    chosen: dict[int, tuple[PciAddress, ...]] = {}
+    for index in order:
+        device_request = request.device_requests[index]
         got = _choose_one(host, request, index, device_request, cells, options, scratch)
         if isinstance(got, FitFailure):
             return got
-        chosen.append(got)
-    return tuple(chosen)
+        chosen[index] = got
+    return tuple(chosen[i] for i in range(len(order)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +222,8 @@ def _choose_one(
     final = [i for i in kept if plan.survives[i] == ALL_TYPE_STAGES]
     if sum(avail[i] for i in final) >= need:
         return _pick(host, final, cells, need, options, scratch)
-    counts = _stage_counts(host, list(avail), avail, cells, policy, need, plan)
-    return _failure(host, index, device_request, cells, policy, counts, scratch)
+    stages = _stage_counts(host, list(avail), avail, cells, policy, need, plan)
+    return _failure(host, Failed(index, device_request, cells, policy, avail, stages), scratch)
 
 
 def _stage_counts(
@@ -207,19 +234,19 @@ def _stage_counts(
     policy: NumaPolicy,
     need: int,
     plan: Plan,
-) -> list[tuple[FitStage, int]]:
-    """Free candidates after each stage, in Nova's order, up to the first one short of need."""
-    counts = [(FitStage.SPEC, sum(avail.values()))]
+) -> list[tuple[FitStage, list[int]]]:
+    """The pools kept by each stage, in Nova's order, up to the first one short of need."""
+    stages = [(FitStage.SPEC, ids)]
     kept = ids
     for depth, stage in enumerate((FitStage.NUMA, *TYPE_STAGES)):
-        if counts[-1][1] < need:
+        if sum(avail[i] for i in kept) < need:
             break
         if stage is FitStage.NUMA:
             kept = _numa_stage(host, kept, avail, cells, policy, need, plan)
         else:
             kept = [i for i in kept if plan.survives[i] >= depth]
-        counts.append((stage, sum(avail[i] for i in kept)))
-    return counts
+        stages.append((stage, kept))
+    return stages
 
 
 def _numa_stage(
@@ -307,61 +334,88 @@ def _rank(
 # -- explanations -----------------------------------------------------------------------------
 
 
-def _failure(
-    host: HostState,
-    index: int,
-    device_request: DeviceRequest,
-    cells: tuple[int, ...] | None,
-    policy: NumaPolicy,
-    counts: list[tuple[FitStage, int]],
-    scratch: Scratch,
-) -> FitFailure:
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Everything known about a failed request, to explain it."""
+
+    index: int
+    request: DeviceRequest
+    cells: tuple[int, ...] | None
+    policy: NumaPolicy
+    avail: dict[int, int]
+    #: the pools kept by each stage that ran
+    stages: list[tuple[FitStage, list[int]]]
+
+    def count(self, ids: list[int]) -> int:
+        return sum(self.avail[i] for i in ids)
+
+
+def _failure(host: HostState, failed: Failed, scratch: Scratch) -> FitFailure:
     free = sum(scratch.available(i, pool) for i, pool in enumerate(host.pools))
-    befores = [free, *(n for _, n in counts[:-1])]
+    befores = [free, *(failed.count(ids) for _, ids in failed.stages[:-1])]
     stages = tuple(
-        StageCount(stage, before, after)
-        for (stage, after), before in zip(counts, befores, strict=True)
+        StageCount(stage, before, failed.count(ids))
+        for (stage, ids), before in zip(failed.stages, befores, strict=True)
     )
-    failed = stages[-1]
-    desc = describe(host, device_request)
-    text = _SENTENCES[failed.stage](failed, desc, cells, policy, device_request)
+    last = stages[-1]
+    if last.stage is FitStage.SPEC:
+        text = f"spec: {last.after} of {last.before} free devices match {label(failed.request)}"
+    else:
+        counted = counted_noun(host, failed, failed.stages[-2][1])
+        text = _SENTENCES[last.stage](last, counted, failed)
+    request = failed.request
     return FitFailure(
-        failed.stage,
-        f"{text}, {device_request.count} needed",
-        index,
-        device_request.requester,
-        device_request.count,
+        last.stage,
+        f"{text}, {request.count} needed",
+        failed.index,
+        request.requester,
+        request.count,
         stages,
-        cells,
+        failed.cells,
     )
 
 
 _NOUNS = {
-    DeviceType.VF: "VFs",
-    DeviceType.PF: "PFs",
-    DeviceType.PCI: "PCI devices",
-    DeviceType.VDPA: "vDPA devices",
+    DeviceType.VF: ("VF", "VFs"),
+    DeviceType.PF: ("PF", "PFs"),
+    DeviceType.PCI: ("PCI device", "PCI devices"),
+    DeviceType.VDPA: ("vDPA device", "vDPA devices"),
 }
 
 
-def describe(host: HostState, request: DeviceRequest) -> str:
-    """A short plural noun phrase for what a request asks for ("VFs on physnet2")."""
-    alternatives = request.alternatives
-    types: set[DeviceType | None] = {alt.dev_type for alt in alternatives}
-    if None in types:
-        # infer from the pools the request matches (PFs only when asked for)
-        wants = wants_of(alternatives)
-        keys = host.index.keys.keys
-        matched = matching_pools(host.index.keys, alternatives)
-        types = {keys[i].dev_type for i in matched if wants.keeps(FitStage.UNREQUESTED_PF, keys[i])}
-    only = types.pop() if len(types) == 1 else None
-    noun = "devices" if only is None else _NOUNS[only]
-    networks = {alt.prop(PHYSICAL_NETWORK) for alt in alternatives}
+def _qualifier(request: DeviceRequest) -> str:
+    networks = {alt.prop(PHYSICAL_NETWORK) for alt in request.alternatives}
     if len(networks) == 1 and (network := networks.pop()) is not None:
-        return f"{noun} on {network}"
+        return f" on {network}"
     if request.requester.kind is RequesterKind.GROUP:
-        return f"{noun} of group {request.requester.name}"
-    return noun
+        return f" of group {request.requester.name}"
+    return ""
+
+
+def label(request: DeviceRequest) -> str:
+    """What a request asks for, as a plural noun phrase ("VFs on physnet2")."""
+    types = {alt.dev_type for alt in request.alternatives}
+    only = types.pop() if len(types) == 1 else None
+    noun = "devices" if only is None else _NOUNS[only][1]
+    return noun + _qualifier(request)
+
+
+def counted_noun(host: HostState, failed: Failed, ids: list[int]) -> str:
+    """The devices a stage counted: "VFs on physnet2", or "devices on physnet2 (6 VFs, 1 PF)"."""
+    by_type: dict[DeviceType, int] = {}
+    for i in ids:
+        dev_type = host.pools[i].key.dev_type
+        by_type[dev_type] = by_type.get(dev_type, 0) + failed.avail[i]
+    qualifier = _qualifier(failed.request)
+    if len(by_type) == 1:
+        return _NOUNS[next(iter(by_type))][1] + qualifier
+    if not by_type:
+        return label(failed.request)
+    parts = ", ".join(
+        f"{n} {_NOUNS[t][0] if n == 1 else _NOUNS[t][1]}"
+        for t, n in sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
+    )
+    return f"devices{qualifier} ({parts})"
 
 
 def _nodes(cells: Sequence[int], word: str = "node") -> str:
@@ -369,37 +423,28 @@ def _nodes(cells: Sequence[int], word: str = "node") -> str:
     return f"{word}{plural} {', '.join(str(c) for c in sorted(cells))}"
 
 
-def _spec_text(s: StageCount, desc: str, *_: object) -> str:
-    return f"spec: {s.after} of {s.before} free devices are {desc}"
-
-
-def _numa_text(
-    s: StageCount, desc: str, cells: tuple[int, ...] | None, policy: NumaPolicy, _: object
-) -> str:
-    where = _nodes(cells or ())
-    if policy is NumaPolicy.SOCKET:
+def _numa_text(s: StageCount, counted: str, failed: Failed) -> str:
+    where = _nodes(failed.cells or ())
+    if failed.policy is NumaPolicy.SOCKET:
         where = f"the sockets of {where}"
-    elif policy is NumaPolicy.LEGACY:
+    elif failed.policy is NumaPolicy.LEGACY:
         where = f"{where} or have no NUMA affinity"
-    return f"{policy} NUMA policy: {s.after} of {s.before} {desc} are on {where}"
+    return f"{failed.policy} NUMA policy: {s.after} of {s.before} {counted} are on {where}"
 
 
-def _type_text(reason: str, what: str) -> Callable[..., str]:
-    def text(s: StageCount, desc: str, *_: object) -> str:
-        return f"{reason}: {s.after} of {s.before} {desc} {what}"
+def _type_text(reason: str, what: str) -> Callable[[StageCount, str, Failed], str]:
+    def text(s: StageCount, counted: str, _: Failed) -> str:
+        return f"{reason}: {s.after} of {s.before} {counted} {what}"
 
     return text
 
 
-def _migratable_text(s: StageCount, desc: str, *args: object) -> str:
-    request = args[-1]
-    assert isinstance(request, DeviceRequest)
-    value = wants_of(request.alternatives).live_migratable
-    return f"live_migratable={value}: {s.after} of {s.before} {desc} are live_migratable={value}"
+def _migratable_text(s: StageCount, counted: str, failed: Failed) -> str:
+    value = wants_of(failed.request.alternatives).live_migratable
+    return f"live_migratable={value}: {s.after} of {s.before} {counted} are live_migratable={value}"
 
 
-_SENTENCES: dict[FitStage, Callable[..., str]] = {
-    FitStage.SPEC: _spec_text,
+_SENTENCES: dict[FitStage, Callable[[StageCount, str, Failed], str]] = {
     FitStage.NUMA: _numa_text,
     FitStage.UNREQUESTED_PF: _type_text("PFs are only given when asked for", "are not PFs"),
     FitStage.UNREQUESTED_VDPA: _type_text(
