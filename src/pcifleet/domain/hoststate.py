@@ -93,7 +93,8 @@ class HostState:
     cells: tuple[NumaCell, ...]
     #: aligned with ``cells``
     usage: tuple[CellUsage, ...]
-    devices: Mapping[PciAddress, Device]
+    #: a read-only view; ``copy()`` on it reuses the stored hashes (cheap copy-on-write)
+    devices: MappingProxyType[PciAddress, Device]
     pools: tuple[Pool, ...]
     placements: Mapping[str, Placement]
     index: HostIndex = field(repr=False)
@@ -173,7 +174,7 @@ class HostState:
     def _with_devices(self, changed: list[Device], *, rebuild: bool) -> HostState:
         if not changed:
             return self
-        devices = dict(self.devices)
+        devices = self.devices.copy()
         for device in changed:
             devices[device.address] = device
         if rebuild:

@@ -89,10 +89,25 @@ class Family:
         return self.children if self.head is None else (self.head, *self.children)
 
     def find(self, address: PciAddress) -> Device:
-        for device in self.members:
+        return self.members[self.position(address)]
+
+    def position(self, address: PciAddress) -> int:
+        """Index of the device at ``address`` in ``members``."""
+        for i, device in enumerate(self.members):
             if device.address == address:
-                return device
+                return i
         raise InvalidTransition(f"PCI device {address} is not part of this family")
+
+    def with_member(self, position: int, device: Device) -> Family:
+        """The family with ``members[position]`` replaced by ``device``."""
+        if self.head is None:
+            children = self.children
+            return Family(None, (*children[:position], device, *children[position + 1 :]))
+        if position == 0:
+            return Family(device, self.children)
+        children = self.children
+        k = position - 1
+        return Family(self.head, (*children[:k], device, *children[k + 1 :]))
 
     def relatives(self, device: Device) -> tuple[Device, ...]:
         """The devices ``device`` excludes: a PF's children, or a VF's PF."""
@@ -136,7 +151,8 @@ def transition(
     ``owner`` is the instance for claim/allocate (required) and, when given, checked for free.
     Raises :class:`InvalidTransition` naming the device, its state and the operation.
     """
-    device = family.find(address)
+    position = family.position(address)
+    device = family.members[position]
     target = _target(device, op, owner)
     _check_relatives(family, device, op)
     new_owner = owner if op in _TAKES else device.owner if target in HELD else None
@@ -145,7 +161,7 @@ def transition(
         target = derived_state(device, family)
     assert isinstance(target, DeviceState)
     changed = replace(device, state=target, owner=new_owner)
-    return _rederive_relatives(_replace_member(family, changed), changed)
+    return _rederive_relatives(family.with_member(position, changed), changed)
 
 
 def _target(device: Device, op: Operation, owner: str | None) -> Target:
@@ -198,14 +214,6 @@ def _check_relatives(family: Family, device: Device, op: Operation) -> None:
             state=str(device.state),
             operation=str(op),
         )
-
-
-def _replace_member(family: Family, changed: Device) -> Family:
-    head = family.head
-    if head is not None and head.address == changed.address:
-        return Family(changed, family.children)
-    children = tuple(changed if c.address == changed.address else c for c in family.children)
-    return Family(head, children)
 
 
 def _rederive_relatives(family: Family, changed: Device) -> Family:
