@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -75,83 +76,103 @@ def test_device_vanishing_mid_scan_is_skipped_with_warning(
     assert result.get("0000:41:01.0").vf_index == 7  # type: ignore[union-attr]
 
 
-def test_unreadable_attribute_leaves_field_empty_with_warning(sriov_copy: Path) -> None:
-    numa = device_dir(sriov_copy, "0000:21:00.0") / "numa_node"
-    numa.unlink()
-    numa.mkdir()  # reading it now fails with EISDIR, like an attribute the kernel refuses
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    pf = result.get("0000:21:00.0")
+MALFORMED = [
+    # (function, attribute, content, text expected in its warning)
+    ("0000:21:00.1", "local_cpulist", "a-b\n", "local_cpulist"),
+    ("0000:21:00.2", "numa_node", "zero\n", "not a decimal integer"),
+    ("0000:42:00.0", "class", "ethernet\n", "class"),
+    ("0000:41:00.2", "revision", "0xzz\n", "not a hex number"),
+    ("0000:21:00.0", "sriov_numvfs", "four\n", "sriov_numvfs"),
+]
+
+
+@pytest.fixture(scope="module")
+def damaged(
+    sriov_capture: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    copy_tree: Callable[[Path, Path], Path],
+) -> HostScan:
+    """One copy of the capture with every fault below applied to different functions."""
+    root = copy_tree(sriov_capture, tmp_path_factory.mktemp("damaged") / "capture")
+    for address, attribute, content, _ in MALFORMED:
+        (device_dir(root, address) / attribute).write_text(content)
+    # unreadable: reading a directory fails (EISDIR), like an attribute the kernel refuses
+    for path in (
+        device_dir(root, "0000:21:00.0") / "numa_node",
+        device_dir(root, "0000:22:00.0") / "net/eth0/phys_port_name",
+    ):
+        path.unlink()
+        path.mkdir()
+    (device_dir(root, "0000:20:01.0") / "vendor").write_text("intel\n")
+    (device_dir(root, "0000:41:00.0") / "virtfn7").unlink()
+    (root / "sys/devices/system/node/node1/cpulist").write_text("1-x\n")
+    # a VMD-style function in domain 0x10000, which does not fit dddd:bb:ss.f, and junk
+    source = device_dir(root, "0000:00:1f.3")
+    shutil.copytree(source, root / "sys/devices/pci10000:00/10000:00:02.0", symlinks=True)
+    (root / BUS / "10000:00:02.0").symlink_to("../../../devices/pci10000:00/10000:00:02.0")
+    (root / BUS / "not-an-address").symlink_to("../../../devices/pci0000:00")
+    return scan(SysfsReader(root), pci_ids=False)
+
+
+def messages(result: HostScan, subject: str) -> str:
+    return " | ".join(w.message for w in result.warnings if w.subject == subject)
+
+
+@pytest.mark.parametrize(("address", "attribute", "content", "expected"), MALFORMED)
+def test_malformed_optional_attribute_is_a_warning(
+    damaged: HostScan, address: str, attribute: str, content: str, expected: str
+) -> None:
+    assert damaged.get(address) is not None
+    assert expected in messages(damaged, address)
+    assert attribute in messages(damaged, address)
+
+
+def test_malformed_fields_read_as_empty(damaged: HostScan) -> None:
+    assert damaged.get("0000:21:00.1").local_cpus == frozenset()  # type: ignore[union-attr]
+    assert damaged.get("0000:21:00.2").numa_node is None  # type: ignore[union-attr]
+    assert damaged.get("0000:42:00.0").pci_class is None  # type: ignore[union-attr]
+    assert damaged.get("0000:41:00.2").revision is None  # type: ignore[union-attr]
+
+
+def test_unreadable_attribute_leaves_field_empty_with_warning(damaged: HostScan) -> None:
+    pf = damaged.get("0000:21:00.0")
     assert pf is not None and pf.role is DeviceType.PF
     assert pf.numa_node is None
-    assert pf.sriov is not None and pf.sriov.numvfs == 4
-    message = subjects(result)["0000:21:00.0"]
-    assert "numa_node" in message and "cannot be read" in message
+    assert "numa_node" in messages(damaged, "0000:21:00.0")
+    assert "cannot be read" in messages(damaged, "0000:21:00.0")
 
 
-@pytest.mark.parametrize(
-    ("address", "attribute", "content", "expect_in_warning"),
-    [
-        ("0000:21:00.1", "local_cpulist", "a-b\n", "local_cpulist"),
-        ("0000:21:00.1", "numa_node", "zero\n", "not a decimal integer"),
-        ("0000:22:00.0", "class", "ethernet\n", "class"),
-        ("0000:41:00.2", "revision", "0xzz\n", "not a hex number"),
-    ],
-)
-def test_malformed_optional_attribute_is_a_warning(
-    sriov_copy: Path, address: str, attribute: str, content: str, expect_in_warning: str
-) -> None:
-    (device_dir(sriov_copy, address) / attribute).write_text(content)
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    assert len(result) == 26
-    assert result.get(address) is not None
-    assert expect_in_warning in subjects(result)[address]
-
-
-def test_malformed_vendor_skips_the_function(sriov_copy: Path) -> None:
-    (device_dir(sriov_copy, "0000:22:00.0") / "vendor").write_text("intel\n")
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    assert result.get("0000:22:00.0") is None
-    assert "skipped" in subjects(result)["0000:22:00.0"]
-    assert len(result) == 25
-
-
-def test_malformed_numvfs_and_missing_virtfn(sriov_copy: Path) -> None:
-    (device_dir(sriov_copy, "0000:21:00.0") / "sriov_numvfs").write_text("four\n")
-    (device_dir(sriov_copy, "0000:41:00.0") / "virtfn7").unlink()
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    pf0, pf1 = result.get("0000:21:00.0"), result.get("0000:41:00.0")
+def test_malformed_numvfs_and_missing_virtfn(damaged: HostScan) -> None:
+    pf0, pf1 = damaged.get("0000:21:00.0"), damaged.get("0000:41:00.0")
     assert pf0 is not None and pf0.sriov is not None and pf0.sriov.vfs == ()
     assert pf1 is not None and pf1.sriov is not None and len(pf1.sriov.vfs) == 7
-    warnings = [str(w) for w in result.warnings]
-    assert any("0000:21:00.0" in w and "sriov_numvfs" in w for w in warnings)
-    assert any("sriov_numvfs is 8 but 7 virtfn links" in w for w in warnings)
+    assert "sriov_numvfs is 8 but 7 virtfn links" in messages(damaged, "0000:41:00.0")
     # the orphaned VF still names its PF but has no index the PF vouches for
-    orphan = result.get("0000:41:01.0")
+    orphan = damaged.get("0000:41:01.0")
     assert orphan is not None and orphan.role is DeviceType.VF and orphan.vf_index is None
 
 
-def test_32bit_domain_is_skipped_with_warning(sriov_copy: Path) -> None:
-    # a VMD-style function in domain 0x10000, which does not fit dddd:bb:ss.f
-    source = device_dir(sriov_copy, "0000:22:00.0")
-    target = sriov_copy / "sys/devices/pci10000:00/10000:00:02.0"
-    shutil.copytree(source, target, symlinks=True)
-    (sriov_copy / BUS / "10000:00:02.0").symlink_to("../../../devices/pci10000:00/10000:00:02.0")
-    (sriov_copy / BUS / "not-an-address").symlink_to("../../../devices/pci0000:00")
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    assert len(result) == 26
-    warned = subjects(result)
-    assert "wider than 16 bits" in warned["10000:00:02.0"]
-    assert "not a PCI address" in warned["not-an-address"]
+def test_malformed_vendor_skips_the_function(damaged: HostScan) -> None:
+    assert damaged.get("0000:20:01.0") is None
+    assert "skipped" in messages(damaged, "0000:20:01.0")
 
 
-def test_netdev_attribute_refused_by_driver_is_not_a_warning(sriov_copy: Path) -> None:
-    netdev = device_dir(sriov_copy, "0000:22:00.0") / "net/eth0"
-    (netdev / "phys_port_name").unlink()
-    (netdev / "phys_port_name").mkdir()  # EOPNOTSUPP-like: the read fails
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    (eth0,) = result.get("0000:22:00.0").netdevs  # type: ignore[union-attr]
+def test_32bit_domain_and_junk_names_are_skipped_with_warning(damaged: HostScan) -> None:
+    assert "wider than 16 bits" in messages(damaged, "10000:00:02.0")
+    assert "not a PCI address" in messages(damaged, "not-an-address")
+    assert all(f.address.domain == 0 for f in damaged)
+    assert len(damaged) == 25  # 26 functions of the capture minus the bad vendor
+
+
+def test_netdev_attribute_refused_by_driver_is_not_a_warning(damaged: HostScan) -> None:
+    (eth0,) = damaged.get("0000:22:00.0").netdevs  # type: ignore[union-attr]
     assert eth0.phys_port_name is None and eth0.mac == "52:54:00:00:20:01"
-    assert result.warnings == ()
+    assert messages(damaged, "0000:22:00.0") == ""
+
+
+def test_malformed_numa_node_topology_is_a_warning(damaged: HostScan) -> None:
+    assert [c.id for c in damaged.numa_cells] == [0]
+    assert "NUMA node 1" in messages(damaged, "host")
 
 
 @pytest.mark.parametrize("layout", ["empty", "no-bus", "bus-is-a-file"])
@@ -165,11 +186,3 @@ def test_tree_without_pci_bus_yields_empty_scan(tmp_path: Path, layout: str) -> 
     assert len(result) == 0
     assert result.numa_cells == ()
     assert result.warnings and result.warnings[0].subject == "host"
-
-
-def test_malformed_numa_node_topology_is_a_warning(sriov_copy: Path) -> None:
-    node1 = sriov_copy / "sys/devices/system/node/node1"
-    (node1 / "cpulist").write_text("1-x\n")
-    result = scan(SysfsReader(sriov_copy), pci_ids=False)
-    assert [c.id for c in result.numa_cells] == [0]
-    assert any("NUMA node 1" in w.message for w in result.warnings)

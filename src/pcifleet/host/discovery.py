@@ -17,9 +17,10 @@ arithmetic, so ARI numbering (the 9th function of a PF is the next slot) comes f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import is_physical_function
@@ -32,9 +33,11 @@ from pcifleet.host.model import (
 )
 from pcifleet.host.netdev import (
     NetDev,
+    PortIdentity,
     local_netdev_dirs,
     netdev_dirs_by_function,
     read_netdev,
+    read_port_identity,
 )
 from pcifleet.host.pciclass import PciClass
 from pcifleet.host.pciids import PciIds, system_pci_ids
@@ -45,21 +48,62 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class SriovStatic:
+    """The parts of a PF's SR-IOV capability fixed in hardware."""
+
+    totalvfs: int
+    vf_device_id: str | None
+    offset: int | None
+    stride: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class StaticFacts:
     """What does not change while a function's sysfs directory lives."""
 
-    function: PciFunction
-    #: (totalvfs, vf device id, offset, stride) on PFs
-    sriov: tuple[int, str | None, int | None, int | None] | None
+    address: PciAddress
+    #: the device's own directory under ``sys/devices`` (no link to follow on each read)
+    directory: str
+    vendor_id: str
+    device_id: str
+    subsystem_vendor_id: str | None
+    subsystem_device_id: str | None
+    revision: int | None
+    pci_class: PciClass | None
+    numa_node: int | None
+    local_cpus: frozenset[int]
+    iommu_group: int | None
+    link_speed: str | None
+    link_width: int | None
+    physfn: PciAddress | None
+    vendor_name: str | None
+    device_name: str | None
+    sriov: SriovStatic | None
+
+
+class _Read(NamedTuple):
+    """One function as read in this pass, before VFs are tied to their PF's index."""
+
+    static: StaticFacts
+    driver: str | None
+    driver_override: str | None
+    sriov: SriovCapability | None
+    netdevs: tuple[NetDev, ...]
 
 
 class FactCache:
-    """Static facts per function name, valid while the directory's identity is unchanged."""
+    """Static facts per function name, valid while the directory's identity is unchanged.
 
-    __slots__ = ("_entries",)
+    Netdev port identities (``phys_port_name``, ``phys_switch_id``) are kept per function,
+    driver and interface name: a rebind to another driver re-creates the netdev, so the driver
+    is part of the key, and a new function directory drops them all.
+    """
+
+    __slots__ = ("_entries", "_ports")
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[DirIdentity, StaticFacts]] = {}
+        self._ports: dict[str, dict[tuple[str | None, str], PortIdentity]] = {}
 
     def get(self, name: str, identity: DirIdentity) -> StaticFacts | None:
         entry = self._entries.get(name)
@@ -67,10 +111,16 @@ class FactCache:
 
     def put(self, name: str, identity: DirIdentity, facts: StaticFacts) -> None:
         self._entries[name] = (identity, facts)
+        self._ports[name] = {}
+
+    def ports(self, name: str) -> dict[tuple[str | None, str], PortIdentity] | None:
+        """The function's port identity memo (None when the function is not cached)."""
+        return self._ports.get(name)
 
     def keep_only(self, names: set[str]) -> None:
         for name in set(self._entries) - names:
             del self._entries[name]
+            self._ports.pop(name, None)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -85,7 +135,6 @@ class _Scan:
         self.cache = cache
         self.warnings: list[ScanWarning] = []
         self.bus = reader.path("sys", "bus", "pci", "devices")
-        self.class_net: dict[str, list[tuple[str, str]]] = {}
 
     def warn(self, subject: str, message: str) -> None:
         self.warnings.append(ScanWarning(subject, message))
@@ -99,6 +148,20 @@ class _Scan:
             return None
 
     def run(self) -> HostScan:
+        names = self.list_functions()
+        read = {name: r for name in names if (r := self.function(name)) is not None}
+        if self.cache is not None:
+            self.cache.keep_only(set(names))
+        nested = self.nested_netdevs(read)
+        topology = read_topology(self.reader)
+        self.warnings.extend(ScanWarning("host", text) for text in topology.warnings)
+        return HostScan(
+            functions=_assemble(read, nested),
+            topology=replace(topology, warnings=()),
+            warnings=tuple(self.warnings),
+        )
+
+    def list_functions(self) -> list[str]:
         try:
             names = self.reader.list_dir(self.bus)
         except SysfsError as exc:
@@ -106,42 +169,44 @@ class _Scan:
             names = None
         if names is None:
             self.warn("host", f"{self.reader.relative(self.bus)} is missing: no PCI functions")
-            names = []
-        self.class_net = netdev_dirs_by_function(self.reader)
-        functions = [f for f in map(self.function, names) if f is not None]
-        if self.cache is not None:
-            self.cache.keep_only(set(names))
-        topology = read_topology(self.reader)
-        self.warnings.extend(ScanWarning("host", text) for text in topology.warnings)
-        return HostScan(
-            functions=_link_vfs(sorted(functions, key=lambda f: f.address)),
-            topology=replace(topology, warnings=()),
-            warnings=tuple(self.warnings),
-        )
+            return []
+        return names
+
+    def nested_netdevs(self, read: dict[str, _Read]) -> dict[str, tuple[NetDev, ...]]:
+        """Netdevs below a bus device of the function (``virtio0/net/eth1``), from
+        ``class/net``; only the names not already found under ``<function>/net`` are looked up."""
+        known = {netdev.name for r in read.values() for netdev in r.netdevs}
+        found = netdev_dirs_by_function(self.reader, known)
+        return {
+            name: tuple(read_netdev(self.reader, path, ifname) for ifname, path in entries)
+            for name, entries in found.items()
+            if name in read
+        }
 
     # ------------------------------------------------------------------ one function
 
-    def function(self, name: str) -> PciFunction | None:
+    def function(self, name: str) -> _Read | None:
         address = self.address(name)
         if address is None:
             return None
-        directory = f"{self.bus}/{name}"
-        identity = self.reader.identity(directory)
+        entry = f"{self.bus}/{name}"
+        identity = self.reader.identity(entry)
         if identity is None:
             self.warn(name, "vanished before it could be read; skipped")
             return None
         facts = self.cache.get(name, identity) if self.cache is not None else None
         if facts is None:
+            directory = self.reader.link_target(entry) or entry
             facts = self.static(name, address, directory)
             if facts is None:
                 return None
             if self.cache is not None:
                 self.cache.put(name, identity, facts)
-        return self.volatile(name, directory, facts)
+        return self.volatile(name, facts)
 
     def address(self, name: str) -> PciAddress | None:
         try:
-            return PciAddress.parse(name)
+            return _parse_address(name)
         except InvalidAddress as exc:
             domain = name.split(":", 1)[0]
             if name.count(":") == 2 and len(domain) > 4:
@@ -162,10 +227,13 @@ class _Scan:
             gone = reader.identity(directory) is None
             self.warn(name, "vanished while being read; skipped" if gone else "no vendor/device")
             return None
-        function = PciFunction(
+        vendor_id, device_id = f"{vendor:04x}", f"{device:04x}"
+        names = self.pci_ids
+        return StaticFacts(
             address=address,
-            vendor_id=f"{vendor:04x}",
-            device_id=f"{device:04x}",
+            directory=directory,
+            vendor_id=vendor_id,
+            device_id=device_id,
             subsystem_vendor_id=self.hex4(name, f"{directory}/subsystem_vendor"),
             subsystem_device_id=self.hex4(name, f"{directory}/subsystem_device"),
             revision=self.soft(name, reader.read_hex, f"{directory}/revision"),
@@ -176,14 +244,10 @@ class _Scan:
             link_speed=reader.try_text(f"{directory}/current_link_speed"),
             link_width=_positive(reader.try_text(f"{directory}/current_link_width")),
             physfn=self.physfn(name, directory),
+            vendor_name=None if names is None else names.vendor(vendor_id),
+            device_name=None if names is None else names.device(vendor_id, device_id),
+            sriov=self.sriov_static(name, directory),
         )
-        if self.pci_ids is not None:
-            function = replace(
-                function,
-                vendor_name=self.pci_ids.vendor(function.vendor_id),
-                device_name=self.pci_ids.device(function.vendor_id, function.device_id),
-            )
-        return StaticFacts(function, self.sriov_static(name, directory))
 
     def hex4(self, name: str, path: str) -> str | None:
         value = self.soft(name, self.reader.read_hex, path)
@@ -208,7 +272,7 @@ class _Scan:
         if text is None:
             return frozenset()
         try:
-            return parse_cpulist(text, field_name="local_cpulist")
+            return _cpulist(text)
         except SysfsError as exc:
             self.warn(name, str(exc))
             return frozenset()
@@ -218,50 +282,57 @@ class _Scan:
         if target is None:
             return None
         try:
-            return PciAddress.parse(target)
+            return _parse_address(target)
         except InvalidAddress:
             self.warn(name, f"physfn points to {target!r}, not a PCI address")
             return None
 
-    def sriov_static(
-        self, name: str, directory: str
-    ) -> tuple[int, str | None, int | None, int | None] | None:
+    def sriov_static(self, name: str, directory: str) -> SriovStatic | None:
         total = self.soft(name, self.reader.read_int, f"{directory}/sriov_totalvfs")
-        if not is_physical_function(total):
+        if total is None or not is_physical_function(total):
             return None
-        assert total is not None
-        vf_device = self.hex4(name, f"{directory}/sriov_vf_device")
-        offset = self.soft(name, self.reader.read_int, f"{directory}/sriov_offset")
-        stride = self.soft(name, self.reader.read_int, f"{directory}/sriov_stride")
-        return (total, vf_device, offset, stride)
+        return SriovStatic(
+            totalvfs=total,
+            vf_device_id=self.hex4(name, f"{directory}/sriov_vf_device"),
+            offset=self.soft(name, self.reader.read_int, f"{directory}/sriov_offset"),
+            stride=self.soft(name, self.reader.read_int, f"{directory}/sriov_stride"),
+        )
 
     # ------------------------------------------------------------------ volatile facts
 
-    def volatile(self, name: str, directory: str, facts: StaticFacts) -> PciFunction:
-        reader = self.reader
+    def volatile(self, name: str, facts: StaticFacts) -> _Read:
+        reader, directory = self.reader, facts.directory
         override = reader.try_text(f"{directory}/driver_override")
-        return replace(
-            facts.function,
-            driver=reader.link_name(f"{directory}/driver"),
+        driver = reader.link_name(f"{directory}/driver")
+        return _Read(
+            static=facts,
+            driver=driver,
             driver_override=None if override in (None, "(null)") else override,
             sriov=self.sriov(name, directory, facts.sriov),
-            netdevs=self.netdevs(name, directory),
+            netdevs=self.netdevs(name, directory, driver),
         )
 
+    def netdevs(self, name: str, directory: str, driver: str | None) -> tuple[NetDev, ...]:
+        memo = self.cache.ports(name) if self.cache is not None else None
+        netdevs = []
+        for ifname, path in local_netdev_dirs(self.reader, directory):
+            port = None
+            if memo is not None:
+                port = memo.get((driver, ifname))
+                if port is None:
+                    port = memo[(driver, ifname)] = read_port_identity(self.reader, path)
+            netdevs.append(read_netdev(self.reader, path, ifname, port))
+        return tuple(netdevs)
+
     def sriov(
-        self,
-        name: str,
-        directory: str,
-        static: tuple[int, str | None, int | None, int | None] | None,
+        self, name: str, directory: str, static: SriovStatic | None
     ) -> SriovCapability | None:
         if static is None:
             return None
-        total, vf_device, offset, stride = static
         numvfs = self.soft(name, self.reader.read_int, f"{directory}/sriov_numvfs") or 0
         vfs = []
         for index in range(numvfs):
-            target = self.reader.link_name(f"{directory}/virtfn{index}")
-            vf = _parse_or_none(target)
+            vf = _parse_or_none(self.reader.link_name(f"{directory}/virtfn{index}"))
             if vf is not None:
                 vfs.append((index, vf))
         if len(vfs) != numvfs:
@@ -270,15 +341,8 @@ class _Scan:
                 f"sriov_numvfs is {numvfs} but {len(vfs)} virtfn links resolve "
                 "(VFs still being created or removed?)",
             )
-        return SriovCapability(total, numvfs, vf_device, offset, stride, tuple(vfs))
-
-    def netdevs(self, name: str, directory: str) -> tuple[NetDev, ...]:
-        found = dict(local_netdev_dirs(self.reader, directory))
-        for ifname, netdev_dir in self.class_net.get(name, ()):
-            found.setdefault(ifname, netdev_dir)
-        return tuple(
-            read_netdev(self.reader, netdev_dir, ifname)
-            for ifname, netdev_dir in sorted(found.items())
+        return SriovCapability(
+            static.totalvfs, numvfs, static.vf_device_id, static.offset, static.stride, tuple(vfs)
         )
 
 
@@ -301,28 +365,73 @@ def scan(
     return _Scan(reader, names, cache).run()
 
 
-def _link_vfs(functions: list[PciFunction]) -> tuple[PciFunction, ...]:
-    """Give each VF its index N from its PF's ``virtfnN`` link (the VF side has no index)."""
-    index: dict[PciAddress, tuple[PciAddress, int]] = {}
-    for function in functions:
-        if function.sriov is not None:
-            for vf_index, vf in function.sriov.vfs:
-                index[vf] = (function.address, vf_index)
-    linked = []
-    for function in functions:
-        entry = index.get(function.address)
-        if function.physfn is not None and entry is not None and entry[0] == function.physfn:
-            linked.append(replace(function, vf_index=entry[1]))
-        else:
-            linked.append(function)
-    return tuple(linked)
+def _assemble(
+    read: dict[str, _Read], nested: dict[str, tuple[NetDev, ...]]
+) -> tuple[PciFunction, ...]:
+    """The final records, ordered by address. Each VF gets its index N from its PF's
+    ``virtfnN`` link (the VF side has no index); nested netdevs join the direct ones."""
+    vf_index: dict[PciAddress, tuple[PciAddress, int]] = {}
+    for r in read.values():
+        if r.sriov is not None:
+            for index, vf in r.sriov.vfs:
+                vf_index[vf] = (r.static.address, index)
+    ordered = sorted(read.items(), key=lambda item: _order(item[1].static.address))
+    return tuple(_function(r, vf_index, nested.get(name, ())) for name, r in ordered)
+
+
+def _order(address: PciAddress) -> tuple[int, int]:
+    return (address.domain, address.routing_id)
+
+
+def _function(
+    r: _Read, vf_index: dict[PciAddress, tuple[PciAddress, int]], nested: tuple[NetDev, ...]
+) -> PciFunction:
+    s = r.static
+    entry = vf_index.get(s.address)
+    index = (
+        entry[1] if entry is not None and s.physfn is not None and entry[0] == s.physfn else None
+    )
+    return PciFunction(
+        address=s.address,
+        vendor_id=s.vendor_id,
+        device_id=s.device_id,
+        subsystem_vendor_id=s.subsystem_vendor_id,
+        subsystem_device_id=s.subsystem_device_id,
+        revision=s.revision,
+        pci_class=s.pci_class,
+        driver=r.driver,
+        driver_override=r.driver_override,
+        numa_node=s.numa_node,
+        local_cpus=s.local_cpus,
+        iommu_group=s.iommu_group,
+        link_speed=s.link_speed,
+        link_width=s.link_width,
+        sriov=r.sriov,
+        physfn=s.physfn,
+        vf_index=index,
+        netdevs=r.netdevs + nested if nested else r.netdevs,
+        vendor_name=s.vendor_name,
+        device_name=s.device_name,
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _parse_address(text: str) -> PciAddress:
+    """Addresses repeat across scans (every rescan re-reads the same names and links)."""
+    return PciAddress.parse(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cpulist(text: str) -> frozenset[int]:
+    """Most functions of a host share a handful of ``local_cpulist`` values."""
+    return parse_cpulist(text, field_name="local_cpulist")
 
 
 def _parse_or_none(text: str | None) -> PciAddress | None:
     if text is None:
         return None
     try:
-        return PciAddress.parse(text)
+        return _parse_address(text)
     except InvalidAddress:
         return None
 

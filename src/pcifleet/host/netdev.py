@@ -9,10 +9,11 @@ the function's own ``net/`` directory is read too, for trees that lack ``class/n
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Final
 
-from pcifleet.domain.address import PciAddress
-from pcifleet.domain.errors import InvalidAddress
 from pcifleet.host.sysfs import SysfsReader
 
 
@@ -30,20 +31,35 @@ class NetDev:
     phys_switch_id: str | None = None
 
 
-def read_netdev(reader: SysfsReader, directory: str, name: str) -> NetDev:
+#: ``phys_port_name`` and ``phys_switch_id``: fixed for the life of a netdev
+PortIdentity = tuple[str | None, str | None]
+
+
+def read_port_identity(reader: SysfsReader, directory: str) -> PortIdentity:
+    return (
+        reader.try_text(f"{directory}/phys_port_name"),
+        reader.try_text(f"{directory}/phys_switch_id"),
+    )
+
+
+def read_netdev(
+    reader: SysfsReader, directory: str, name: str, port: PortIdentity | None = None
+) -> NetDev:
     """The facts of ``directory`` (``.../net/<name>``); a missing attribute is None.
 
     Every read is lenient: drivers refuse some attributes (EOPNOTSUPP on ``phys_port_name``,
-    EINVAL on ``speed`` when the link is down), which is normal rather than a fault.
+    EINVAL on ``speed`` when the link is down), which is normal rather than a fault. ``port``
+    passes a port identity read earlier, sparing two reads on a rescan.
     """
+    port_name, switch_id = read_port_identity(reader, directory) if port is None else port
     return NetDev(
         name=name,
         mac=reader.try_text(f"{directory}/address"),
         operstate=reader.try_text(f"{directory}/operstate"),
         speed_mbps=_positive(reader.try_text(f"{directory}/speed")),
         mtu=_positive(reader.try_text(f"{directory}/mtu")),
-        phys_port_name=reader.try_text(f"{directory}/phys_port_name"),
-        phys_switch_id=reader.try_text(f"{directory}/phys_switch_id"),
+        phys_port_name=port_name,
+        phys_switch_id=switch_id,
     )
 
 
@@ -57,15 +73,20 @@ def _positive(text: str | None) -> int | None:
     return value if value > 0 else None
 
 
-def netdev_dirs_by_function(reader: SysfsReader) -> dict[str, list[tuple[str, str]]]:
-    """``class/net`` as function name -> [(ifname, netdev directory)].
+def netdev_dirs_by_function(
+    reader: SysfsReader, known: Collection[str] = ()
+) -> dict[str, list[tuple[str, str]]]:
+    """``class/net`` as function name -> [(ifname, netdev directory)], for the netdevs not in
+    ``known`` (those already found directly under their function need no link lookup).
 
-    The nearest path component above the netdev that parses as a PCI address is its function;
-    virtual netdevs (``lo``, bridges) have none and are left out.
+    The nearest path component above the netdev that looks like a PCI address is its
+    function; virtual netdevs (``lo``, bridges) have none and are left out.
     """
     found: dict[str, list[tuple[str, str]]] = {}
     class_net = reader.path("sys", "class", "net")
     for ifname in reader.list_dir(class_net) or ():
+        if ifname in known:
+            continue
         target = reader.link_target(f"{class_net}/{ifname}")
         if target is None:
             continue
@@ -81,20 +102,13 @@ def local_netdev_dirs(reader: SysfsReader, device_dir: str) -> list[tuple[str, s
     return [(name, f"{net}/{name}") for name in reader.list_dir(net) or ()]
 
 
+_FUNCTION_NAME: Final = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")
+
+
 def _owning_function(path: str) -> str | None:
     parts = path.split("/")
     # .../<function>/[<bus device>/]net/<ifname>: search upwards from the "net" component.
     for part in reversed(parts[:-2]):
-        if _is_function_name(part):
+        if _FUNCTION_NAME.fullmatch(part):
             return part
     return None
-
-
-def _is_function_name(text: str) -> bool:
-    if text.count(":") != 2 or "." not in text:
-        return False
-    try:
-        PciAddress.parse(text)
-    except InvalidAddress:
-        return False
-    return True

@@ -26,6 +26,7 @@ from pcifleet.domain.errors import SriovConfigError, SysfsError
 
 _MISSING: Final = (FileNotFoundError, NotADirectoryError)
 _CHUNK: Final = 65536
+_FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC
 
 StrPath = str | os.PathLike[str]
 
@@ -86,10 +87,24 @@ class SysfsReader:
 
     def try_text(self, path: StrPath) -> str | None:
         """Like :meth:`read_text`, but None for any failure: for attributes that a driver
-        may refuse to report (``phys_port_name`` reads fail with EOPNOTSUPP on many NICs)."""
+        may refuse to report (``phys_port_name`` reads fail with EOPNOTSUPP on many NICs).
+
+        This is the hot path of a rescan (netdev state of every VF), hence written out."""
         try:
-            return self.read_text(path)
-        except SysfsError:
+            fd = os.open(path, _FLAGS)
+        except OSError:
+            return None
+        try:
+            data = os.read(fd, _CHUNK)
+            if len(data) == _CHUNK:
+                data += _read_rest(fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        try:
+            return data.decode().strip() or None
+        except UnicodeDecodeError:
             return None
 
     def read_int(self, path: StrPath) -> int | None:
@@ -164,13 +179,14 @@ class SysfsReader:
 
     def _read_bytes(self, path: str) -> bytes | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, _FLAGS)
         except _MISSING:
             return None
         except OSError as exc:
             raise self._error(path, f"cannot be opened ({exc.strerror})", "unreadable") from None
         try:
-            return _read_all(fd)
+            data = os.read(fd, _CHUNK)
+            return data + _read_rest(fd) if len(data) == _CHUNK else data
         except OSError as exc:
             raise self._error(path, f"cannot be read ({exc.strerror})", "unreadable") from None
         finally:
@@ -181,11 +197,9 @@ class SysfsReader:
         return SysfsError(f"{name}: {detail}", path=name, field=os.path.basename(name), rule=rule)
 
 
-def _read_all(fd: int) -> bytes:
-    data = os.read(fd, _CHUNK)
-    if len(data) < _CHUNK:
-        return data
-    chunks = [data]
+def _read_rest(fd: int) -> bytes:
+    """What follows a full first chunk (sysfs attributes fit in one page; other files may not)."""
+    chunks = []
     while chunk := os.read(fd, _CHUNK):
         chunks.append(chunk)
     return b"".join(chunks)
