@@ -132,6 +132,13 @@ class InvalidProfile(InvalidInput):
     code = "pcifleet.sim.invalid_profile"
 
 
+class InvalidWorkload(InvalidInput):
+    """A benchmark workload (``shared/workloads``) that cannot be read; names file and field."""
+
+    code = "pcifleet.sim.invalid_workload"
+    template = "workload {file}, {field}: {detail}"
+
+
 class InvalidNetwork(InvalidInput):
     code = "pcifleet.network.invalid"
 
