@@ -39,6 +39,7 @@ from typing import Final
 
 from pcifleet.domain.errors import InvalidFlavor, NumaPolicyConflict, UnknownGroup
 from pcifleet.domain.group import DeviceGroup
+from pcifleet.domain.placement import CpuPolicy
 from pcifleet.domain.request import (
     DeviceRequest,
     NumaPolicy,
@@ -64,13 +65,6 @@ PAGE_SIZE_PATTERN: Final = r"(large|small|any|\d+([kKMGT]i?)?(b|bit|B)?)"
 _SIZE_RE: Final = re.compile(r"([0-9]+)([KMGT]i?)?(b|bit|B)")
 _UNIT_EXPONENT: Final = {"K": 1, "M": 2, "G": 3, "T": 4}
 _COUNT_RE: Final = re.compile(r"\s*\d+\s*")
-
-
-class CpuPolicy(enum.StrEnum):
-    #: guest CPUs float over host CPUs (may be overcommitted)
-    SHARED = "shared"
-    #: each guest CPU pinned to its own host CPU
-    DEDICATED = "dedicated"
 
 
 class PageSizeKind(enum.StrEnum):

@@ -16,6 +16,8 @@ from pcifleet.domain.request import DeviceRequest, NumaPolicy, Requester
 
 
 class CpuPolicy(enum.StrEnum):
+    """``hw:cpu_policy``: shared vCPUs float (overcommitted); dedicated ones are pinned."""
+
     SHARED = "shared"
     DEDICATED = "dedicated"
 
