@@ -50,15 +50,16 @@ _FORMAT_HINT: Final = (
 class PciAddress:
     """A normalized PCI address. Order is numeric: domain, bus, slot, function.
 
-    Equality and order are written out rather than generated: spec matching compares
-    addresses hundreds of thousands of times, and a field-by-field test that stops at the
-    first difference is several times cheaper than building two tuples.
+    Equality, hash and order use one packed integer (domain, bus, slot, function in that bit
+    order) computed once: spec matching and the fit compare and hash addresses hundreds of
+    thousands of times, and an int compare is far cheaper than building tuples.
     """
 
     domain: int
     bus: int
     slot: int
     function: int
+    _packed: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, value in (
@@ -75,6 +76,8 @@ class PciAddress:
                     field=name,
                     rule="range",
                 )
+        packed = (self.domain << 16) | (self.bus << 8) | (self.slot << 3) | self.function
+        object.__setattr__(self, "_packed", packed)
 
     @classmethod
     def parse(cls, text: str) -> PciAddress:
@@ -129,38 +132,30 @@ class PciAddress:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PciAddress):
             return NotImplemented
-        return (
-            self.function == other.function
-            and self.slot == other.slot
-            and self.bus == other.bus
-            and self.domain == other.domain
-        )
+        return self._packed == other._packed
 
     def __hash__(self) -> int:
-        return hash((self.domain, self.bus, self.slot, self.function))
-
-    def _key(self) -> tuple[int, int, int, int]:
-        return (self.domain, self.bus, self.slot, self.function)
+        return self._packed
 
     def __lt__(self, other: PciAddress) -> bool:
         if not isinstance(other, PciAddress):
             return NotImplemented
-        return self._key() < other._key()
+        return self._packed < other._packed
 
     def __le__(self, other: PciAddress) -> bool:
         if not isinstance(other, PciAddress):
             return NotImplemented
-        return self._key() <= other._key()
+        return self._packed <= other._packed
 
     def __gt__(self, other: PciAddress) -> bool:
         if not isinstance(other, PciAddress):
             return NotImplemented
-        return self._key() > other._key()
+        return self._packed > other._packed
 
     def __ge__(self, other: PciAddress) -> bool:
         if not isinstance(other, PciAddress):
             return NotImplemented
-        return self._key() >= other._key()
+        return self._packed >= other._packed
 
     def fields(self) -> dict[str, str]:
         """Normalized text of each field, keyed as Nova's regex specs key them."""
