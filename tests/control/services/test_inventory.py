@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow
 from pcifleet.control.db.records import HostState
-from pcifleet.control.db.repo import bump_generation
+from pcifleet.control.db.repo import bump_generation, drop_released_vanished
 from pcifleet.control.services.inventory import (
     DeviceFilter,
     InventoryReport,
@@ -544,3 +544,23 @@ def test_show_unknown_host_and_device(service: InventoryService) -> None:
         service.show_host("nope")
     with pytest.raises(NotFound):
         service.show_device("nope")
+
+
+def test_a_vanished_device_freed_later_is_dropped_not_made_available(
+    service: InventoryService, sessions: sessionmaker[Session]
+) -> None:
+    host = service.register_host("h")
+    service.report("h", 0, full_inventory())
+    hold(sessions, host.id, GPU, DeviceState.ALLOCATED)
+    report(service, "h", inventory(pf(), *(vf(i) for i in range(4))))
+    with sessions.begin() as session:  # what freeing the instance's devices writes
+        current = session.get_one(HostRow, host.id).generation
+        bump_generation(session, host.id, current)
+        session.execute(
+            update(DeviceRow)
+            .where(DeviceRow.host_id == host.id)
+            .values(state=DeviceState.AVAILABLE.value, instance_id=None)
+        )
+        assert drop_released_vanished(session, host.id) == 1
+    assert service.list_devices(DeviceFilter(vendor_id="10de")) == []
+    assert len(service.show_host("h").devices) == 5

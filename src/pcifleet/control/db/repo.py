@@ -8,11 +8,10 @@ that read the same state can never both commit (Placement's resource provider ge
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -47,7 +46,9 @@ def bump_generation(session: Session, host_id: str, expected: int) -> int:
     """Advance the host's generation from ``expected``; ConcurrentUpdate when it moved on.
 
     Returns the new generation. Runs in the caller's transaction: on conflict the caller
-    rolls back everything it wrote with it.
+    rolls back everything it wrote with it. Call it *before* writing the devices: the UPDATE
+    takes the host row lock, so every writer locks the host first and then its devices (one
+    lock order: no deadlocks on PostgreSQL), and a loser fails before doing any work.
     """
     result = session.execute(
         update(HostRow)
@@ -208,6 +209,22 @@ def load_host_devices(session: Session, host_id: str) -> tuple[StoredDevice, ...
     return tuple(stored_device(row) for row in host_device_rows(session, host_id))
 
 
-def tags_key(tags: Mapping[str, str]) -> str:
-    """A canonical text of a tag mapping (for caches and comparisons)."""
-    return json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))
+def drop_released_vanished(session: Session, host_id: str) -> int:
+    """Delete the host's vanished devices that nobody holds any more; returns how many.
+
+    A device the host stopped reporting while an instance held it is kept (flagged) until it
+    is freed; the code that frees devices calls this in the same transaction, so a device
+    that is gone from the host never becomes available to the scheduler.
+    """
+    result = session.execute(
+        delete(DeviceRow)
+        .where(
+            DeviceRow.host_id == host_id,
+            DeviceRow.vanished.is_(True),
+            DeviceRow.instance_id.is_(None),
+            DeviceRow.state.not_in([DeviceState.CLAIMED.value, DeviceState.ALLOCATED.value]),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount

@@ -10,10 +10,17 @@ The controller diffs it against the database (Nova's ``PciDevTracker`` sync, don
   flagged ``vanished`` and listed in the result, never silently dropped; it is un-flagged if
   it comes back.
 
+The diff itself lives in :mod:`pcifleet.control.services.inventory_diff`.
+
 A report whose generation is stale fails with :class:`ConcurrentUpdate` (409): another report
-won, and the agent re-reads before trying again. Every write that changes devices also
-compare-and-swaps ``hosts.generation`` (see :mod:`pcifleet.control.db.repo`); when a claim
-moves it between our read and our write, the report is recomputed a bounded number of times.
+won, and the agent re-reads before trying again. A report that changes nothing writes only
+the heartbeat and bumps no generation (agents also report as a heartbeat).
+
+Every write that changes devices compare-and-swaps ``hosts.generation`` (see
+:mod:`pcifleet.control.db.repo`). Reports and holds also lock the host row first, so a long
+report is not starved by many short claims; a write that still loses (a deadlock or a
+serialization failure on PostgreSQL, a generation that moved) is retried ``claim_retries``
+times with a short randomized back-off, then fails with ConcurrentUpdate.
 """
 
 from __future__ import annotations
@@ -22,7 +29,6 @@ import datetime as dt
 import random
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,11 +76,8 @@ Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
 
 _S = DeviceState
-#: states in which an instance holds the device: such a device is never dropped
-HELD: Final = frozenset({_S.CLAIMED, _S.ALLOCATED})
 #: PostgreSQL error codes worth retrying: serialization failure, deadlock detected
 _RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})
-_DELETE_CHUNK: Final = 500
 _BACKOFF_S: Final = 0.005
 _EMPTY_LABELS: Final[Mapping[PciAddress, str]] = MappingProxyType({})
 
@@ -605,8 +608,3 @@ def _device_conditions(filters: DeviceFilter) -> list[ColumnElement[bool]]:
 
 def _plain(value: object) -> object:
     return value.value if isinstance(value, DeviceType | DeviceState) else value
-
-
-def device_states(devices: Sequence[StoredDevice]) -> Counter[DeviceState]:
-    """How many of ``devices`` are in each state (for summaries and tests)."""
-    return Counter(stored.device.state for stored in devices)
