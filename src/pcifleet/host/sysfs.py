@@ -214,45 +214,61 @@ class SysfsWriter(Protocol):
     def write(self, path: Path, value: str) -> None: ...
 
 
+def write_with_timeout(writer: SysfsWriter, path: Path, value: str, timeout: float) -> None:
+    """``writer.write`` in a daemon thread, abandoned after ``timeout`` seconds.
+
+    A write blocked in the kernel cannot be cancelled; the thread is left to finish or hang
+    and the caller gets an error in bounded time. Errors of the write (``OSError`` from the
+    kernel or a fake of it) come back as :class:`SriovConfigError` naming the attribute.
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            writer.write(path, value)
+            outcome.append(None)
+        except (OSError, UnicodeError, SriovConfigError) as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, name="sysfs-write", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        raise SriovConfigError(
+            f"writing {value!r} to {path} did not finish within {timeout:g} s",
+            path=str(path),
+            field=path.name,
+            rule="write_timeout",
+        )
+    error = outcome[0]
+    if isinstance(error, SriovConfigError):
+        raise error
+    if error is not None:
+        raise SriovConfigError(
+            f"writing {value!r} to {path} failed: {error}",
+            path=str(path),
+            field=path.name,
+            rule="write_failed",
+        )
+
+
+class _FileWriter:
+    """A plain ``open(path, "w").write(value)``: one ``write(2)``, as sysfs wants."""
+
+    def write(self, path: Path, value: str) -> None:
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(value)
+
+
 class RealSysfsWriter:
-    """Writes a sysfs attribute, giving up after ``timeout`` seconds.
+    """Writes a sysfs attribute of the running kernel, giving up after ``timeout`` seconds.
 
     Some drivers (i40e: "other operation is pending") block a ``sriov_numvfs`` write in the
-    kernel indefinitely; the write runs in a daemon thread so the caller gets an error in
-    bounded time (the thread itself cannot be cancelled and is left to finish or hang).
+    kernel indefinitely, so the write runs in a worker thread (:func:`write_with_timeout`).
     """
 
     def __init__(self, timeout: float = 120.0) -> None:
         self.timeout = timeout
 
     def write(self, path: Path, value: str) -> None:
-        outcome: list[BaseException | None] = []
-        worker = threading.Thread(
-            target=_write_into, args=(path, value, outcome), name="sysfs-write", daemon=True
-        )
-        worker.start()
-        worker.join(self.timeout)
-        if not outcome:
-            raise SriovConfigError(
-                f"writing {value!r} to {path} did not finish within {self.timeout:g} s",
-                path=str(path),
-                field=path.name,
-                rule="write_timeout",
-            )
-        error = outcome[0]
-        if error is not None:
-            raise SriovConfigError(
-                f"writing {value!r} to {path} failed: {error}",
-                path=str(path),
-                field=path.name,
-                rule="write_failed",
-            )
-
-
-def _write_into(path: Path, value: str, outcome: list[BaseException | None]) -> None:
-    try:
-        with open(path, "w", encoding="ascii") as handle:
-            handle.write(value)
-        outcome.append(None)
-    except (OSError, UnicodeEncodeError) as exc:
-        outcome.append(exc)
+        write_with_timeout(_FileWriter(), path, value, self.timeout)
