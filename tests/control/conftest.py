@@ -9,31 +9,38 @@ reason (``-ra`` prints it).
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.engine import create_db_engine, make_sessionmaker, migrate
 from pcifleet.control.db.models import Base
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+#: where the PostgreSQL variants run; PCIFLEET_TEST_POSTGRES_URL points them elsewhere
+PG_ADMIN_URL = os.environ.get(
+    "PCIFLEET_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session (skip when unreachable)."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     name = f"pcifleet_test_{secrets.token_hex(6)}"
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # any connection failure means: no server here
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+        where = make_url(PG_ADMIN_URL)
+        pytest.skip(f"PostgreSQL not reachable at {where.host}:{where.port}: {exc}")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = create_db_engine(url)
     migrate(engine)
