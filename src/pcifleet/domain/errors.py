@@ -18,7 +18,8 @@ API uses when it surfaces the error.
     │   │   └── NumaPolicyConflict        pcifleet.request.numa_policy_conflict (403)
     │   ├── InvalidFlavor                 pcifleet.flavor.invalid
     │   ├── InvalidProfile                pcifleet.sim.invalid_profile
-    │   └── InvalidNetwork                pcifleet.network.invalid
+    │   ├── InvalidNetwork                pcifleet.network.invalid
+    │   └── InvalidGuestSpec              pcifleet.guest.invalid
     ├── NotFound                          (404) pcifleet.not_found
     ├── Conflict                          (409)
     │   ├── InvalidTransition             pcifleet.device.invalid_transition
@@ -141,6 +142,12 @@ class InvalidWorkload(InvalidInput):
 
 class InvalidNetwork(InvalidInput):
     code = "pcifleet.network.invalid"
+
+
+class InvalidGuestSpec(InvalidInput):
+    """A guest definition the libvirt renderer cannot express (names the field and rule)."""
+
+    code = "pcifleet.guest.invalid"
 
 
 class NotFound(PcifleetError):
