@@ -564,3 +564,18 @@ def test_a_vanished_device_freed_later_is_dropped_not_made_available(
         assert drop_released_vanished(session, host.id) == 1
     assert service.list_devices(DeviceFilter(vendor_id="10de")) == []
     assert len(service.show_host("h").devices) == 5
+
+
+def test_a_vf_blocked_by_its_claimed_pf_can_be_reserved_and_returns_blocked(
+    service: InventoryService, sessions: sessionmaker[Session]
+) -> None:
+    """The domain's transition table: reserve from unclaimable; unreserve re-derives."""
+    host = service.register_host("h")
+    service.report("h", 0, inventory(pf()))
+    hold(sessions, host.id, PF, DeviceState.CLAIMED)
+    report(service, "h", inventory(pf(), vf(0)))
+    vf0 = _device_id(service, str(vf(0).address))
+    assert service.show_device(vf0).device.state is DeviceState.UNCLAIMABLE
+    assert service.reserve_device(vf0).device.state is DeviceState.RESERVED
+    assert _state(service, PF) is DeviceState.CLAIMED
+    assert service.unreserve_device(vf0).device.state is DeviceState.UNCLAIMABLE

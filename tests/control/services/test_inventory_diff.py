@@ -11,7 +11,6 @@ from pcifleet.control.db.repo import device_facts
 from pcifleet.control.services.inventory_diff import (
     DeviceSnapshot,
     ReportPlan,
-    blocked_by,
     plan_report,
 )
 from pcifleet.domain.address import PciAddress
@@ -54,20 +53,24 @@ def plan(stored: Sequence[DeviceSnapshot], devices: Sequence[Device]) -> ReportP
 
 
 @pytest.mark.parametrize(
-    ("states", "vf", "expected"),
+    ("pf_state", "vf_state"),
     [
-        ((), False, S.AVAILABLE),
-        ((S.AVAILABLE, S.UNCLAIMABLE), False, S.AVAILABLE),
-        ((S.CLAIMED,), False, S.UNCLAIMABLE),
-        ((S.RESERVED,), False, S.UNCLAIMABLE),
-        ((S.CLAIMED, S.ALLOCATED), False, S.UNAVAILABLE),
-        ((S.RESERVED,), True, S.AVAILABLE),
-        ((S.CLAIMED,), True, S.UNCLAIMABLE),
-        ((S.ALLOCATED,), True, S.UNAVAILABLE),
+        (S.AVAILABLE, S.AVAILABLE),
+        (S.RESERVED, S.AVAILABLE),
+        (S.CLAIMED, S.UNCLAIMABLE),
+        (S.ALLOCATED, S.UNAVAILABLE),
     ],
 )
-def test_blocked_by(states: tuple[DeviceState, ...], vf: bool, expected: DeviceState) -> None:
-    assert blocked_by(states, vf=vf) is expected
+def test_a_new_vf_follows_its_stored_pf(pf_state: DeviceState, vf_state: DeviceState) -> None:
+    owner = "vm" if pf_state in (S.CLAIMED, S.ALLOCATED) else None
+    result = plan([snapshot(pf_device(), pf_state, owner)], [pf_device(), vf_device(VF0, 0)])
+    [inserted] = result.inserts
+    assert (inserted["address"], inserted["state"]) == (str(VF0), vf_state.value)
+
+
+def test_a_new_vf_whose_pf_is_not_tracked_is_available() -> None:
+    [inserted] = plan([], [vf_device(VF0, 0)]).inserts
+    assert inserted["state"] == S.AVAILABLE.value
 
 
 @pytest.mark.parametrize(

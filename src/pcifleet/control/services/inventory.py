@@ -39,7 +39,6 @@ import sqlalchemy.exc
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    and_,
     cast,
     func,
     or_,
@@ -54,13 +53,13 @@ from pcifleet.control.db.records import HostRecord, HostState, StoredDevice
 from pcifleet.control.db.repo import (
     bump_generation,
     cells_to_json,
+    device_from_row,
     find_host,
     host_device_rows,
     host_record,
     stored_device,
 )
 from pcifleet.control.services.inventory_diff import (
-    blocked_by,
     check_unique,
     load_snapshots,
     plan_report,
@@ -69,8 +68,9 @@ from pcifleet.control.services.inventory_diff import (
 from pcifleet.control.settings import Settings
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceState, DeviceType
-from pcifleet.domain.errors import ConcurrentUpdate, InvalidInput, InvalidTransition, NotFound
+from pcifleet.domain.errors import ConcurrentUpdate, InvalidInput, NotFound
 from pcifleet.domain.numa import NumaCell
+from pcifleet.domain.state import Family, Operation, transition
 
 Clock = Callable[[], dt.datetime]
 T = TypeVar("T")
@@ -375,7 +375,11 @@ class InventoryService:
     # -- operator holds --
 
     def reserve_device(self, device_id: str) -> DeviceInfo:
-        """Hold an available device out of scheduling."""
+        """Hold a device nobody holds out of scheduling (its PF follows: unclaimable).
+
+        Allowed states are the domain's transition table (:mod:`pcifleet.domain.state`):
+        available, unclaimable or unavailable; anything else is InvalidTransition (409).
+        """
         return self._retrying(
             lambda session: self._hold(session, device_id, reserve=True),
             f"reserve device {device_id}",
@@ -394,20 +398,8 @@ class InventoryService:
         host = find_host(session, _device_row(session, device_id).host_id, lock=True)
         _bump(session, host.id, host.generation)
         row = _device_row(session, device_id, fresh=True)
-        want = _S.AVAILABLE if reserve else _S.RESERVED
-        if row.state != want:
-            verb = "reserve" if reserve else "unreserve"
-            raise InvalidTransition(
-                f"cannot {verb}: PCI device {host.name}:{row.address} is {row.state} "
-                f"instead of {want}",
-                device=row.address,
-                state=row.state,
-                operation=verb,
-            )
-        relatives = _relatives(session, row)
-        row.state = _S.RESERVED.value if reserve else _unreserved_state(row, relatives).value
-        session.flush()
-        _rederive_pf(session, row, relatives)
+        op = Operation.RESERVE if reserve else Operation.UNRESERVE
+        _transition_rows(_family_rows(session, row), row, op)
         session.flush()
         return DeviceInfo.of(stored_device(row), host.name)
 
@@ -533,39 +525,33 @@ def _device_row(session: Session, device_id: str, fresh: bool = False) -> Device
     return row
 
 
-def _relatives(session: Session, row: DeviceRow) -> list[DeviceRow]:
-    """The devices ``row`` excludes: a PF's VFs, or a VF's PF."""
-    if row.dev_type == DeviceType.PF:
-        condition = DeviceRow.parent_address == row.address
-    elif row.parent_address is not None:
-        condition = and_(
-            DeviceRow.address == row.parent_address, DeviceRow.dev_type == DeviceType.PF.value
+def _family_rows(session: Session, row: DeviceRow) -> list[DeviceRow]:
+    """``row``'s family as rows, head first: a PF and its VFs, a VF's PF and siblings, or
+    the device alone (one query)."""
+    head = row.address if row.dev_type == DeviceType.PF else row.parent_address
+    if head is None:
+        return [row]
+    members = session.scalars(
+        select(DeviceRow)
+        .where(
+            DeviceRow.host_id == row.host_id,
+            or_(DeviceRow.address == head, DeviceRow.parent_address == head),
         )
-    else:
-        return []
-    return list(
-        session.scalars(select(DeviceRow).where(DeviceRow.host_id == row.host_id, condition))
-    )
-
-
-def _unreserved_state(row: DeviceRow, relatives: Sequence[DeviceRow]) -> DeviceState:
-    is_vf = row.dev_type != DeviceType.PF
-    return blocked_by({relative.state for relative in relatives}, vf=is_vf)
-
-
-def _rederive_pf(session: Session, row: DeviceRow, relatives: Sequence[DeviceRow]) -> None:
-    """A VF's hold changed: its PF follows (unclaimable while a VF is reserved or claimed)."""
-    if row.dev_type == DeviceType.PF or len(relatives) != 1:
-        return
-    pf = relatives[0]
-    if pf.state not in (_S.AVAILABLE, _S.UNCLAIMABLE, _S.UNAVAILABLE):
-        return
-    siblings = session.scalars(
-        select(DeviceRow.state).where(
-            DeviceRow.host_id == row.host_id, DeviceRow.parent_address == pf.address
-        )
+        .order_by(DeviceRow.address)
     ).all()
-    pf.state = blocked_by(siblings).value
+    pf = [m for m in members if m.address == head and m.dev_type == DeviceType.PF]
+    return pf + [m for m in members if m.address != head]
+
+
+def _transition_rows(rows: Sequence[DeviceRow], row: DeviceRow, op: Operation) -> None:
+    """Apply ``op`` to ``row`` through the domain's one transition table; write back states."""
+    devices = [device_from_row(member) for member in rows]
+    has_head = bool(rows) and rows[0].dev_type == DeviceType.PF
+    family = Family(devices[0], tuple(devices[1:])) if has_head else Family(None, tuple(devices))
+    changed = transition(family, PciAddress.parse(row.address), op)
+    for member, device in zip(rows, changed.members, strict=True):
+        if member.state != device.state:
+            member.state = device.state.value
 
 
 def _device_counts(session: Session) -> dict[str, tuple[dict[DeviceState, int], int]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from pcifleet.control.db.repo import FACT_COLUMNS, device_facts
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceState, DeviceType
 from pcifleet.domain.errors import InvalidInput
+from pcifleet.domain.state import Family, derived_state
 
 _S = DeviceState
 #: states in which an instance holds the device: such a device is never dropped
@@ -115,25 +116,36 @@ def check_unique(devices: Sequence[Device]) -> None:
         seen.add(device.address)
 
 
-def blocked_by(relative_states: Iterable[str], vf: bool = False) -> DeviceState:
-    """A VF follows its PF; a PF is blocked by any VF in use (or reserved)."""
-    states = set(relative_states)
-    if _S.ALLOCATED in states:
-        return _S.UNAVAILABLE
-    if _S.CLAIMED in states or (not vf and _S.RESERVED in states):
-        return _S.UNCLAIMABLE
-    return _S.AVAILABLE
+def snapshot_device(snapshot: DeviceSnapshot) -> Device:
+    """The domain record of a stored device (for the state machine's relative rules)."""
+    facts = snapshot.facts
+    parent = facts["parent_address"]
+    return Device(
+        address=PciAddress.parse(snapshot.address),
+        vendor_id=facts["vendor_id"],
+        product_id=facts["product_id"],
+        dev_type=DeviceType(facts["dev_type"]),
+        parent=None if parent is None else PciAddress.parse(parent),
+        state=DeviceState(snapshot.state),
+        owner=snapshot.instance_id,
+    )
 
 
 def _initial_state(device: Device, stored: Mapping[str, DeviceSnapshot]) -> DeviceState:
-    """State of a newly reported device given its stored relatives (DESIGN §3 PF/VF rule)."""
-    if device.parent is not None and device.dev_type in (DeviceType.VF, DeviceType.VDPA):
+    """State of a newly reported device given its stored relatives, by the domain's rule
+    (:func:`pcifleet.domain.state.derived_state`): a VF of a PF in use is blocked, and so is
+    a PF whose VFs are in use or reserved."""
+    if device.is_vf_like and device.parent is not None:
         parent = stored.get(str(device.parent))
-        if parent is not None:
-            return blocked_by({parent.state}, vf=True)
-    if device.dev_type is DeviceType.PF:
+        if parent is None:
+            return _S.AVAILABLE
+        return derived_state(device, Family(snapshot_device(parent), (device,)))
+    if device.is_pf:
         address = str(device.address)
-        return blocked_by(s.state for s in stored.values() if s.facts["parent_address"] == address)
+        children = tuple(
+            snapshot_device(s) for s in stored.values() if s.facts["parent_address"] == address
+        )
+        return derived_state(device, Family(device, children))
     return _S.AVAILABLE
 
 
