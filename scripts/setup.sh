@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: pci.ids names (hwdata), libvirt's schema validator and the headers that
+# Debian packages: pci.ids names (hwdata), libvirt's schema validator (with xmllint, which it
+# runs and libvirt-clients only recommends) and the headers that
 # libvirt-python builds against, Open vSwitch's ovsdb-server and the hardware_vtep schema,
 # iproute2 for network namespaces in the netlink tests.
-DEBS=(hwdata pciutils iproute2 libvirt-clients libvirt-dev pkg-config openvswitch-switch openvswitch-vtep)
+DEBS=(hwdata pciutils iproute2 libvirt-clients libxml2-utils libvirt-dev pkg-config openvswitch-switch openvswitch-vtep)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for deb in "${DEBS[@]}"; do
