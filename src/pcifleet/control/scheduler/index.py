@@ -1,0 +1,392 @@
+"""The in-memory candidate index: which hosts could take a request, best first, without a scan.
+
+Per host the index keeps a :class:`HostSummary`: liveness, the generation it was built from,
+free vCPUs and memory, and the free count of every pool key (pool keys carry the NUMA node,
+so these are also the free counts per node). Hosts are kept in weigher order, one sorted list
+per kind of guest (with and without device requests); a request walks that list and keeps
+the hosts that pass the cheap checks — up, enough vCPUs and memory, and for every device
+request at least ``count`` free devices in pools whose key the request can use — so the
+expensive host fit runs on few hosts, usually one.
+
+The database stays the truth:
+
+- :meth:`CandidateIndex.load` rebuilds everything from the database (the bulk path) at start;
+- :meth:`CandidateIndex.update` records a host this process just claimed on or freed, after
+  its transaction committed;
+- :meth:`CandidateIndex.catch_up` notices other processes' writes with one cheap query of every
+  host's generation, at most every ``refresh_interval_s`` (or at once after a conflict), and
+  reloads a bounded number of changed hosts per round (a claim reloads any host it touches
+  anyway). A stale summary can only cost a fit on a host that turns out full, or one retry.
+
+Built host views (:class:`~pcifleet.domain.hoststate.HostState`) are cached per host together
+with the generation they reflect, in an LRU bounded by ``cache_size``; a claim uses the
+cached view when the generation it reads in its transaction matches, and reloads the host
+otherwise.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pcifleet.control.scheduler.hostload import (
+    HostHead,
+    LoadedHost,
+    load_fleet,
+    load_host,
+    read_heads,
+)
+from pcifleet.control.scheduler.outcomes import DOWN, RESOURCES, HostOutcome
+from pcifleet.control.scheduler.weighers import Weigher, Weight
+from pcifleet.domain.device_fit import ALL_TYPE_STAGES, label, plan_of
+from pcifleet.domain.hoststate import HostState
+from pcifleet.domain.placement import CpuPolicy, FitStage, InstanceRequest
+from pcifleet.domain.pool import KeySet, PoolKey
+from pcifleet.domain.request import DeviceMatch
+
+DEFAULT_CACHE_SIZE: Final = 2048
+DEFAULT_REFRESH_INTERVAL_S: Final = 0.5
+#: hosts reloaded per catch-up round (the rest stay marked stale until a later round)
+DEFAULT_REFRESH_BATCH: Final = 32
+
+Alternatives = tuple[DeviceMatch, ...]
+
+
+class _KeyRegistry:
+    """Pool keys seen in the fleet, numbered; which numbers each request can use (memoized)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[PoolKey, int] = {}
+        self._keys: list[PoolKey] = []
+        #: alternatives -> (usable key ids, how many keys were examined)
+        self._usable: dict[Alternatives, tuple[frozenset[int], int]] = {}
+        self._lock = threading.Lock()
+
+    def id_of(self, key: PoolKey) -> int:
+        found = self._ids.get(key)
+        if found is None:
+            with self._lock:
+                found = self._ids.get(key)
+                if found is None:
+                    found = self._ids[key] = len(self._keys)
+                    self._keys.append(key)
+        return found
+
+    def usable(self, alternatives: Alternatives) -> frozenset[int]:
+        """Keys that match an alternative and survive every type stage of the fit."""
+        known, examined = self._usable.get(alternatives, (frozenset(), 0))
+        keys = self._keys
+        if examined == len(keys):
+            return known
+        fresh = tuple(keys[examined:])
+        plan = plan_of(KeySet(fresh), alternatives)
+        add = {examined + i for i, depth in plan.survives.items() if depth == ALL_TYPE_STAGES}
+        result = known | add
+        self._usable[alternatives] = (result, examined + len(fresh))
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class HostSummary:
+    """What the index knows about one host (immutable; replaced on every change)."""
+
+    id: str
+    name: str
+    generation: int
+    schedulable: bool
+    #: (pool key id, free count) for pools with free devices
+    free: tuple[tuple[int, int], ...]
+    free_devices: int
+    free_vcpus: int
+    free_pinnable: int
+    free_memory_mb: int
+    cells: int
+    #: the summary reflects an older generation than the database's (another writer)
+    stale: bool = False
+
+    def free_in(self, usable: frozenset[int]) -> int:
+        return sum(count for key, count in self.free if key in usable)
+
+    def shortfall(self, request: InstanceRequest) -> str | None:
+        """Why the host cannot take the guest's vCPUs and memory (mirrors the fit's check)."""
+        nodes = request.guest_nodes
+        if nodes is not None and nodes > self.cells:
+            return f"resources: the guest has {nodes} NUMA nodes, the host {self.cells} cells"
+        if request.cpu_policy is CpuPolicy.DEDICATED:
+            if self.free_pinnable < request.vcpus:
+                return f"resources: host has {self.free_pinnable} CPUs free to pin, " + (
+                    f"{request.vcpus} needed"
+                )
+        elif self.free_vcpus < request.vcpus:
+            return (
+                f"resources: host has {self.free_vcpus} shared vCPUs free, {request.vcpus} needed"
+            )
+        if request.hugepage_size_kb is None and self.free_memory_mb < request.memory_mb:
+            return (
+                f"resources: host has {self.free_memory_mb} MB memory free, "
+                f"{request.memory_mb} needed"
+            )
+        return None
+
+
+def summarize_host(head: HostHead, view: HostState, registry: _KeyRegistry) -> HostSummary:
+    totals = view.totals
+    ratio = view.cpu_allocation_ratio
+    free = tuple((registry.id_of(pool.key), pool.count) for pool in view.pools if pool.count > 0)
+    return HostSummary(
+        id=head.id,
+        name=head.name,
+        generation=head.generation,
+        schedulable=head.schedulable,
+        free=free,
+        free_devices=sum(count for _, count in free),
+        free_vcpus=int(totals.unpinned_cpus * ratio - totals.shared_vcpus),
+        free_pinnable=int(totals.unpinned_cpus - totals.shared_vcpus / ratio),
+        free_memory_mb=int(totals.memory_mb * view.ram_allocation_ratio - totals.memory_used_mb),
+        cells=len(view.cells),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """A request's cheap checks, prepared once per request."""
+
+    request: InstanceRequest
+    usable: tuple[frozenset[int], ...]
+
+    @property
+    def wants_devices(self) -> bool:
+        return bool(self.request.device_requests)
+
+    def reject(self, host: HostSummary, weight: Weight = ()) -> HostOutcome | None:
+        """The host's failure if the index can already tell, else None (worth a fit)."""
+        if not host.schedulable:
+            return HostOutcome(
+                host.id, host.name, False, DOWN, "host is down or disabled", weight=weight
+            )
+        short = host.shortfall(self.request)
+        if short is not None:
+            return HostOutcome(host.id, host.name, False, RESOURCES, short, weight=weight)
+        if host.stale:
+            return None  # counts may be out of date: let the fit decide on fresh state
+        for i, (device_request, usable) in enumerate(
+            zip(self.request.device_requests, self.usable, strict=True)
+        ):
+            have = host.free_in(usable)
+            if have < device_request.count:
+                message = (
+                    f"spec: {have} free devices match {label(device_request)}, "
+                    f"{device_request.count} needed"
+                )
+                return HostOutcome(
+                    host.id, host.name, False, str(FitStage.SPEC), message, i, weight
+                )
+        return None
+
+
+@dataclass(slots=True)
+class _Cached:
+    generation: int
+    view: HostState
+
+
+@dataclass(slots=True)
+class CandidateIndex:
+    """See the module docstring. Safe to share between the threads of one process."""
+
+    weigher: Weigher
+    cache_size: int = DEFAULT_CACHE_SIZE
+    refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S
+    refresh_batch: int = DEFAULT_REFRESH_BATCH
+    clock: Callable[[], float] = time.monotonic
+    _registry: _KeyRegistry = field(default_factory=_KeyRegistry)
+    _hosts: dict[str, HostSummary] = field(default_factory=dict)
+    #: wants_devices -> [(weight..., name, id)] sorted
+    _order: dict[bool, list[tuple[object, ...]]] = field(
+        default_factory=lambda: {True: [], False: []}
+    )
+    _entries: dict[str, dict[bool, tuple[object, ...]]] = field(default_factory=dict)
+    _cache: OrderedDict[str, _Cached] = field(default_factory=OrderedDict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _last_refresh: float = float("-inf")
+    loaded: bool = False
+
+    # -- building -----------------------------------------------------------------------
+
+    def load(self, sessions: sessionmaker[Session]) -> int:
+        """Rebuild from the database (bulk path); returns the number of hosts."""
+        with sessions() as session, self._lock:
+            self._hosts.clear()
+            self._entries.clear()
+            self._order = {True: [], False: []}
+            self._cache.clear()
+            for loaded in load_fleet(session):
+                self._put(loaded.head, loaded.view, sort=False)
+            for entries in self._order.values():
+                entries.sort()
+            self._last_refresh = self.clock()
+            self.loaded = True
+            return len(self._hosts)
+
+    def update(self, head: HostHead, view: HostState) -> None:
+        """Record ``view`` as the host's state at ``head.generation`` (after a commit)."""
+        with self._lock:
+            known = self._hosts.get(head.id)
+            if known is not None and known.generation > head.generation:
+                return  # a newer state is already known
+            self._put(head, view, sort=True)
+
+    def _put(self, head: HostHead, view: HostState, *, sort: bool) -> None:
+        summary = summarize_host(head, view, self._registry)
+        self._set_summary(summary, sort=sort)
+        self._cache[head.id] = _Cached(head.generation, view)
+        self._cache.move_to_end(head.id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    def _set_summary(self, summary: HostSummary, *, sort: bool) -> None:
+        host_id = summary.id
+        self._hosts[host_id] = summary
+        old = self._entries.get(host_id)
+        new = {
+            kind: (*self.weigher.weight(summary, kind), summary.name, host_id)
+            for kind in (True, False)
+        }
+        self._entries[host_id] = new
+        for kind, entries in self._order.items():
+            if not sort:
+                entries.append(new[kind])
+                continue
+            if old is not None:
+                at = bisect.bisect_left(entries, old[kind])
+                if at < len(entries) and entries[at] == old[kind]:
+                    del entries[at]
+            bisect.insort(entries, new[kind])
+
+    def forget(self, host_id: str) -> None:
+        with self._lock:
+            old = self._entries.pop(host_id, None)
+            self._hosts.pop(host_id, None)
+            self._cache.pop(host_id, None)
+            if old is None:
+                return
+            for kind, entries in self._order.items():
+                at = bisect.bisect_left(entries, old[kind])
+                if at < len(entries) and entries[at] == old[kind]:
+                    del entries[at]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def summary(self, host_id: str) -> HostSummary | None:
+        return self._hosts.get(host_id)
+
+    def summaries(self) -> list[HostSummary]:
+        return list(self._hosts.values())
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def cached_view(self, host_id: str, generation: int) -> HostState | None:
+        """The cached view of the host at exactly ``generation``, else None."""
+        with self._lock:
+            cached = self._cache.get(host_id)
+            if cached is None or cached.generation != generation:
+                return None
+            self._cache.move_to_end(host_id)
+            return cached.view
+
+    def cache_len(self) -> int:
+        return len(self._cache)
+
+    def prepare(self, request: InstanceRequest) -> RequestFilter:
+        usable = tuple(self._registry.usable(r.alternatives) for r in request.device_requests)
+        return RequestFilter(request, usable)
+
+    def ordered(self, wants_devices: bool) -> list[tuple[HostSummary, Weight]]:
+        """Every host in weigher order (a snapshot), with its weight."""
+        with self._lock:
+            entries = list(self._order[wants_devices])
+        hosts = self._hosts
+        found = []
+        for entry in entries:
+            summary = hosts.get(str(entry[-1]))
+            if summary is not None:
+                found.append((summary, _weight(entry)))
+        return found
+
+    def candidates(self, check: RequestFilter) -> Iterator[tuple[HostSummary, Weight]]:
+        """Hosts that pass the cheap checks, best first (lazily: usually one is enough)."""
+        with self._lock:
+            entries = list(self._order[check.wants_devices])
+        hosts = self._hosts
+        for entry in entries:
+            summary = hosts.get(str(entry[-1]))
+            if summary is not None and check.reject(summary) is None:
+                yield summary, _weight(entry)
+
+    # -- catching up with other processes ----------------------------------------------
+
+    def catch_up(self, sessions: sessionmaker[Session], *, force: bool = False) -> int:
+        """Notice other writers' changes; returns how many hosts were reloaded."""
+        now = self.clock()
+        if not force and now - self._last_refresh < self.refresh_interval_s:
+            return 0
+        self._last_refresh = now
+        with sessions() as session:
+            heads = read_heads(session)
+            changed = self._mark(heads)
+            reloaded = 0
+            for head in changed[: self.refresh_batch]:
+                loaded = load_host(session, head)
+                self.update(loaded.head, loaded.view)
+                reloaded += 1
+        return reloaded
+
+    def _mark(self, heads: Sequence[HostHead]) -> list[HostHead]:
+        """Mark hosts whose generation or liveness moved; returns the ones to reload."""
+        changed: list[HostHead] = []
+        seen = set()
+        with self._lock:
+            for head in heads:
+                seen.add(head.id)
+                known = self._hosts.get(head.id)
+                if known is None or known.generation != head.generation:
+                    changed.append(head)
+                    if known is not None and not known.stale:
+                        self._set_summary(_restamp(known, head, stale=True), sort=True)
+                elif known.schedulable != head.schedulable:
+                    self._set_summary(_restamp(known, head, stale=False), sort=True)
+            for gone in [host_id for host_id in self._hosts if host_id not in seen]:
+                self.forget(gone)
+        return changed
+
+    def reload(self, session: Session, head: HostHead) -> LoadedHost:
+        """Load one host in the caller's transaction (not recorded until :meth:`update`)."""
+        return load_host(session, head)
+
+
+def _restamp(known: HostSummary, head: HostHead, *, stale: bool) -> HostSummary:
+    return HostSummary(
+        known.id,
+        known.name,
+        known.generation,
+        head.schedulable,
+        known.free,
+        known.free_devices,
+        known.free_vcpus,
+        known.free_pinnable,
+        known.free_memory_mb,
+        known.cells,
+        stale,
+    )
+
+
+def _weight(entry: tuple[object, ...]) -> Weight:
+    return tuple(value for value in entry[:-2] if isinstance(value, int))

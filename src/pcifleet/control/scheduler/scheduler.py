@@ -1,0 +1,365 @@
+"""Schedule and claim in one transaction, retried on conflict; and the same decision as a dry run.
+
+:meth:`Scheduler.claim` runs, in ONE database transaction:
+
+1. the caller's checks (quotas, ...) through :class:`ClaimWriter.check`;
+2. for each candidate of the index, in weigher order: read the host's generation and liveness,
+   take its view (the cached one when the generation matches, else load it from the rows),
+   run the domain's host fit;
+3. on the first fit: ``UPDATE hosts SET generation = generation + 1 WHERE generation = <read>``
+   (the compare-and-swap, first, so the host row lock is always taken before device rows),
+   the caller's instance row (:meth:`ClaimWriter.placed`), then the device rows as the state
+   machine says (the chosen devices allocated, their PF/VF relatives blocked);
+4. if nothing fits: the caller records the failure (:meth:`ClaimWriter.unplaced`) with the
+   outcome of every host grouped into one sentence.
+
+A lost compare-and-swap (another process claimed on the host after our read), a PostgreSQL
+serialization failure or deadlock rolls everything back; the index catches up at once and the
+whole decision is made again, at most ``claim_retries`` more times, then
+:class:`~pcifleet.domain.errors.ConcurrentUpdate` (409 ``pcifleet.concurrent_update``).
+Because every writer of a host's devices moves the generation, two claims can never both
+commit on the same host state, whatever the number of controller processes: no device is
+ever handed out twice.
+
+:meth:`Scheduler.release` frees an instance's devices the same way (one transaction, CAS,
+retries). :meth:`Scheduler.explain` makes the decision without claiming and reports every
+host's outcome.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Final, Protocol, TypeVar
+
+import sqlalchemy.exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from pcifleet.control.db.repo import bump_generation, drop_released_vanished
+from pcifleet.control.scheduler.claim import device_changes, write_device_changes
+from pcifleet.control.scheduler.hostload import HostHead, load_host, read_head
+from pcifleet.control.scheduler.index import (
+    DEFAULT_CACHE_SIZE,
+    DEFAULT_REFRESH_INTERVAL_S,
+    CandidateIndex,
+    RequestFilter,
+)
+from pcifleet.control.scheduler.outcomes import (
+    DEFAULT_EXAMPLES,
+    DOWN,
+    HostOutcome,
+    Summary,
+    summarize,
+)
+from pcifleet.control.scheduler.weighers import Strategy, Weight, weigher_for
+from pcifleet.domain.errors import ConcurrentUpdate
+from pcifleet.domain.fit import apply, fit, release
+from pcifleet.domain.hoststate import HostState
+from pcifleet.domain.placement import (
+    DEFAULT_OPTIONS,
+    FitFailure,
+    FitOptions,
+    InstanceRequest,
+    Placement,
+)
+
+T = TypeVar("T")
+
+#: PostgreSQL error codes worth retrying: serialization failure, deadlock detected
+_RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})
+_BACKOFF_S: Final = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    strategy: Strategy = Strategy.PACK
+    fit: FitOptions = DEFAULT_OPTIONS
+    #: extra attempts after a lost compare-and-swap (Settings.claim_retries)
+    claim_retries: int = 5
+    #: host views kept in memory (LRU)
+    cache_size: int = DEFAULT_CACHE_SIZE
+    #: how often the index looks for other processes' writes (seconds)
+    refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S
+    #: example hosts kept per outcome group (failure details, explain)
+    examples: int = DEFAULT_EXAMPLES
+
+
+class ClaimWriter(Protocol):
+    """The caller's part of the claim transaction (the instance use case)."""
+
+    def check(self, session: Session) -> None:
+        """Checks that must hold in the same transaction (quotas); raise to abort."""
+
+    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
+        """Write the instance as placed (runs before the device rows that refer to it)."""
+
+    def unplaced(self, session: Session, summary: Summary) -> None:
+        """Write the instance as failed, with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    #: the host after the claim (its new generation)
+    host: HostHead
+    placement: Placement
+    view: HostState
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaced:
+    summary: Summary
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """A dry run: what the scheduler would choose, and how every host fared."""
+
+    chosen: HostOutcome | None
+    passed: int
+    summary: Summary
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one transaction learnt: views read (recorded in the index after it ends)."""
+
+    seen: dict[str, tuple[HostHead, HostState]] = field(default_factory=dict)
+    outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+
+
+class Scheduler:
+    """One per controller process; safe to share between its threads."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        options: SchedulerOptions = SchedulerOptions(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions = sessions
+        self.options = options
+        self.index = CandidateIndex(
+            weigher_for(options.strategy),
+            cache_size=options.cache_size,
+            refresh_interval_s=options.refresh_interval_s,
+            clock=clock,
+        )
+
+    # -- index ------------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Build the index from the database (at start; again at any time)."""
+        return self.index.load(self._sessions)
+
+    def _ready(self, force: bool = False) -> None:
+        if not self.index.loaded:
+            self.index.load(self._sessions)
+        else:
+            self.index.catch_up(self._sessions, force=force)
+
+    # -- claim ------------------------------------------------------------------------------
+
+    def claim(self, request: InstanceRequest, writer: ClaimWriter) -> Claimed | Unplaced:
+        """Choose a host and devices and claim them, or record why nothing fits."""
+
+        def work(session: Session, attempt: _Attempt, number: int) -> Claimed | Unplaced:
+            check = self.index.prepare(request)  # after the index caught up: new pool keys
+            writer.check(session)
+            claimed = self._place(session, check, writer, attempt, number)
+            if claimed is not None:
+                return claimed
+            summary = self._summary(check, attempt)
+            writer.unplaced(session, summary)
+            return Unplaced(summary, number)
+
+        result = self._retrying(work, "claim")
+        if isinstance(result, Claimed):
+            self.index.update(result.host, result.view)
+        return result
+
+    def _place(
+        self,
+        session: Session,
+        check: RequestFilter,
+        writer: ClaimWriter,
+        attempt: _Attempt,
+        number: int,
+    ) -> Claimed | None:
+        request = check.request
+        for summary, weight in self.index.candidates(check):
+            found = self._view(session, summary.id, attempt)
+            if found is None:
+                continue
+            head, view = found
+            if not head.schedulable:
+                attempt.outcomes[head.id] = HostOutcome(
+                    head.id, head.name, False, DOWN, "host is down or disabled", weight=weight
+                )
+                continue
+            result = fit(view, request, self.options.fit)
+            if isinstance(result, FitFailure):
+                attempt.outcomes[head.id] = HostOutcome.failed(head.id, head.name, result, weight)
+                continue
+            return self._write(session, head, view, result, request, writer, number)
+        return None
+
+    def _write(
+        self,
+        session: Session,
+        head: HostHead,
+        view: HostState,
+        placement: Placement,
+        request: InstanceRequest,
+        writer: ClaimWriter,
+        number: int,
+    ) -> Claimed:
+        generation = bump_generation(session, head.id, head.generation)
+        after = apply(view, placement, allocate=True)
+        writer.placed(session, head, placement)
+        request_ids = {
+            address: device_request.request_id
+            for device_request, group in zip(
+                request.device_requests, placement.devices, strict=True
+            )
+            for address in group
+        }
+        changes = device_changes(view, after, placement.all_devices, request_ids)
+        write_device_changes(session, head.id, changes)
+        new_head = HostHead(head.id, head.name, generation, head.schedulable)
+        return Claimed(new_head, placement, after, number)
+
+    def _view(
+        self, session: Session, host_id: str, attempt: _Attempt
+    ) -> tuple[HostHead, HostState] | None:
+        """The host as of this transaction: cached view if current, else loaded."""
+        head = read_head(session, host_id)
+        if head is None:
+            return None
+        view = self.index.cached_view(host_id, head.generation)
+        if view is None:
+            view = load_host(session, head).view
+            attempt.seen[host_id] = (head, view)
+        return head, view
+
+    def _summary(self, check: RequestFilter, attempt: _Attempt) -> Summary:
+        """Every host's outcome: the fit's where it ran, else the index's rejection."""
+        outcomes = []
+        for summary, weight in self.index.ordered(check.wants_devices):
+            outcome = attempt.outcomes.get(summary.id) or check.reject(summary, weight)
+            if outcome is not None:
+                outcomes.append(outcome)
+        return summarize(check.request, outcomes, self.options.examples)
+
+    # -- release ----------------------------------------------------------------------------
+
+    def release(self, host_id: str, instance_id: str, finish: Callable[[Session], None]) -> None:
+        """Free the instance's devices (and relatives) on ``host_id``; ``finish`` runs in the
+        same transaction (marks the instance deleted)."""
+
+        def work(session: Session, attempt: _Attempt, number: int) -> Claimed | None:
+            found = self._view(session, host_id, attempt)
+            if found is None or instance_id not in found[1].placements:
+                finish(session)
+                return None
+            head, view = found
+            generation = bump_generation(session, head.id, head.generation)
+            after = release(view, instance_id)
+            placement = view.placements[instance_id]
+            write_device_changes(
+                session, head.id, device_changes(view, after, placement.all_devices)
+            )
+            finish(session)
+            new_head = HostHead(head.id, head.name, generation, head.schedulable)
+            if drop_released_vanished(session, head.id):
+                after = load_host(session, new_head).view
+            return Claimed(new_head, placement, after, number)
+
+        result = self._retrying(work, f"delete of instance {instance_id}")
+        if result is not None:
+            self.index.update(result.host, result.view)
+
+    # -- dry run ----------------------------------------------------------------------------
+
+    def explain(self, request: InstanceRequest) -> Explanation:
+        """The decision :meth:`claim` would make now, with every host's outcome; no writes."""
+        self._ready()
+        check = self.index.prepare(request)
+        attempt = _Attempt()
+        outcomes = []
+        with self._sessions() as session:
+            for summary, weight in self.index.ordered(check.wants_devices):
+                outcome = check.reject(summary, weight) or self._try(
+                    session, summary.id, request, weight, attempt
+                )
+                if outcome is not None:
+                    outcomes.append(outcome)
+        self._remember(attempt)
+        chosen = next((o for o in outcomes if o.passed), None)
+        passed = sum(1 for o in outcomes if o.passed)
+        return Explanation(chosen, passed, summarize(request, outcomes, self.options.examples))
+
+    def _try(
+        self,
+        session: Session,
+        host_id: str,
+        request: InstanceRequest,
+        weight: Weight,
+        attempt: _Attempt,
+    ) -> HostOutcome | None:
+        found = self._view(session, host_id, attempt)
+        if found is None:
+            return None
+        head, view = found
+        if not head.schedulable:
+            return HostOutcome(
+                head.id, head.name, False, DOWN, "host is down or disabled", weight=weight
+            )
+        result = fit(view, request, self.options.fit)
+        if isinstance(result, FitFailure):
+            return HostOutcome.failed(head.id, head.name, result, weight)
+        return HostOutcome(head.id, head.name, True, weight=weight, placement=result)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _remember(self, attempt: _Attempt) -> None:
+        for head, view in attempt.seen.values():
+            self.index.update(head, view)
+
+    def _retrying(self, work: Callable[[Session, _Attempt, int], T], what: str) -> T:
+        attempts = self.options.claim_retries + 1
+        for number in range(1, attempts + 1):
+            self._ready(force=number > 1)
+            attempt = _Attempt()
+            try:
+                with self._transaction() as session:
+                    result = work(session, attempt, number)
+            except ConcurrentUpdate:
+                pass
+            except sqlalchemy.exc.OperationalError as error:
+                if _pgcode(error) not in _RETRYABLE_PGCODES:
+                    raise
+            else:
+                self._remember(attempt)
+                return result
+            time.sleep(random.uniform(0, _BACKOFF_S * number))
+        raise ConcurrentUpdate(
+            f"{what}: the chosen hosts kept changing concurrently; "
+            f"gave up after {attempts} attempts",
+            attempts=attempts,
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+
+def _pgcode(error: sqlalchemy.exc.OperationalError) -> str | None:
+    code = getattr(error.orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
