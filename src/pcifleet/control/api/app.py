@@ -1,0 +1,84 @@
+"""Build the controller's ASGI app from its services: no globals, no import-time I/O.
+
+``create_app(services)`` is what tests, the demo and the in-process client use;
+:func:`app_from_env` is the factory ``uvicorn --factory`` (and ``pcifleet server --workers
+N``) imports in each worker process: it reads the settings once from the environment the
+``server`` command prepared, builds the services and the app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from pcifleet import __version__
+from pcifleet.control.api import errors, routes
+from pcifleet.control.api.auth import AppState, AuthMode, attach_state
+from pcifleet.control.api.schemas.common import ErrorDocument
+from pcifleet.control.container import Services, build_services
+from pcifleet.control.settings import settings_from_env
+
+#: environment variable the ``server`` command sets for its workers
+ENV_AUTH_MODE = "PCIFLEET_AUTH_MODE"
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorDocument"}
+_ERROR_RESPONSE = {
+    "description": "An error document with a stable code",
+    "content": {"application/json": {"schema": _ERROR_REF}},
+}
+
+
+def create_app(
+    services: Services,
+    *,
+    auth_mode: AuthMode | str = AuthMode.TOKENS,
+    extra_routes: Iterable[routes.Route] = (),
+) -> FastAPI:
+    """The API over ``services``; ``auth_mode="single-user"`` disables authentication.
+
+    ``extra_routes`` adds rows to :data:`routes.ROUTES` (for areas that build their own).
+    """
+    app = FastAPI(
+        title="pcifleet",
+        version=__version__,
+        summary="PCI passthrough and SR-IOV devices across a fleet of virtualization hosts",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    attach_state(app, AppState(services, AuthMode(auth_mode)))
+    errors.install(app)
+    routes.install(app, (*routes.ROUTES, *extra_routes))
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document with our error contract: 400 (not 422) and an error document."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        document = ErrorDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(document.pop("$defs", {}))
+        components["ErrorDocument"] = document
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                responses["400"] = _ERROR_RESPONSE
+                responses["default"] = _ERROR_RESPONSE
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def app_from_env() -> FastAPI:
+    """The app of one server worker, from ``PCIFLEET_*`` variables (``uvicorn --factory``)."""
+    settings = settings_from_env(os.environ)
+    services = build_services(settings)
+    return create_app(services, auth_mode=os.environ.get(ENV_AUTH_MODE, AuthMode.TOKENS))

@@ -1,0 +1,76 @@
+"""The route table: the whole API on one screen (Placement's ``ROUTE_DECLARATIONS``).
+
+Each row is method, path, handler, success status. Handlers are plain functions in one module
+per resource; they parse nothing by hand (schemas do), decide nothing (services do), and map
+nothing to HTTP (the error handlers do). To add a resource, write its module and add its rows
+here (instances, for example, add ``/v1/instances`` boot/list/show/delete and
+``/v1/instances/explain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Response
+
+from pcifleet.control.api.routes import devices, flavors, groups, health, hosts, tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    status: int = 200
+
+    @property
+    def tag(self) -> str:
+        return self.handler.__module__.rsplit(".", 1)[-1]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", health.show),
+    Route("GET", "/v1/hosts", hosts.list_hosts),
+    Route("POST", "/v1/hosts", hosts.register, 201),
+    Route("GET", "/v1/hosts/{host}", hosts.show),
+    Route("PATCH", "/v1/hosts/{host}", hosts.update),
+    Route("PUT", "/v1/hosts/{host}/inventory", hosts.report),
+    Route("POST", "/v1/hosts/{host}/heartbeat", hosts.heartbeat),
+    Route("GET", "/v1/devices", devices.list_devices),
+    Route("GET", "/v1/devices/{device_id}", devices.show),
+    Route("POST", "/v1/devices/{device_id}/reserve", devices.reserve),
+    Route("POST", "/v1/devices/{device_id}/unreserve", devices.unreserve),
+    Route("GET", "/v1/tokens", tokens.list_tokens),
+    Route("POST", "/v1/tokens", tokens.create, 201),
+    Route("DELETE", "/v1/tokens/{token_id}", tokens.revoke),
+    Route("GET", "/v1/groups", groups.list_groups),
+    Route("POST", "/v1/groups", groups.create, 201),
+    Route("GET", "/v1/groups/{name}", groups.show),
+    Route("PATCH", "/v1/groups/{name}", groups.update),
+    Route("DELETE", "/v1/groups/{name}", groups.delete, 204),
+    Route("PUT", "/v1/groups/{name}/quotas/{project}", groups.set_quota),
+    Route("DELETE", "/v1/groups/{name}/quotas/{project}", groups.delete_quota),
+    Route("GET", "/v1/flavors", flavors.list_flavors),
+    Route("POST", "/v1/flavors", flavors.create, 201),
+    Route("GET", "/v1/flavors/{name}", flavors.show),
+    Route("DELETE", "/v1/flavors/{name}", flavors.delete, 204),
+)
+
+
+def install(app: FastAPI, routes: Iterable[Route] = ROUTES) -> None:
+    """Add ``routes`` to ``app``; operation ids are the handlers' names, tags their modules."""
+    for route in routes:
+        extra: dict[str, Any] = {}
+        if route.status == 204:
+            extra["response_class"] = Response
+        app.add_api_route(
+            route.path,
+            route.handler,
+            methods=[route.method],
+            status_code=route.status,
+            tags=[route.tag],
+            operation_id=f"{route.tag}.{route.handler.__name__}",
+            **extra,
+        )
