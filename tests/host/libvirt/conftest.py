@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-ValidateXml = Callable[[str], None]
-DefineReadback = Callable[[str], str]
+from libvirt_xml_facts import DefineReadback, ValidateXml
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ single quotes and adds defaults, so texts cannot be compared directly)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -12,6 +13,9 @@ from lxml import etree
 from pcifleet.domain.address import PciAddress
 
 Element = etree._Element
+#: the conftest fixtures' signatures: schema validation, and define + ``XMLDesc()``
+ValidateXml = Callable[[str], None]
+DefineReadback = Callable[[str], str]
 
 
 @dataclass(frozen=True)

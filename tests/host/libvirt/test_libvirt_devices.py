@@ -13,8 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import DefineReadback, ValidateXml
-from libvirt_xml_facts import interface_facts, pci
+from libvirt_xml_facts import DefineReadback, ValidateXml, interface_facts, pci
 from lxml import etree
 
 from pcifleet.domain.address import PciAddress
@@ -170,12 +169,18 @@ def _minimal_domain(fragment: etree._Element) -> str:
 
 
 @pytest.mark.parametrize("item", [i for _, i, _ in FRAGMENTS], ids=IDS)
-def test_fragment_validates_and_libvirt_parses_it(
-    item: GuestDevice | GuestPort, validate_xml: ValidateXml, define_readback: DefineReadback
+def test_fragment_passes_virt_xml_validate(
+    item: GuestDevice | GuestPort, validate_xml: ValidateXml
+) -> None:
+    validate_xml(_minimal_domain(render_device(item)))
+
+
+@pytest.mark.parametrize("item", [i for _, i, _ in FRAGMENTS], ids=IDS)
+def test_libvirt_parses_fragment(
+    item: GuestDevice | GuestPort, define_readback: DefineReadback
 ) -> None:
     fragment = render_device(item)
     text = _minimal_domain(fragment)
-    validate_xml(text)
     back = etree.fromstring(define_readback(text).encode())
     found = back.find(f"devices/{fragment.tag}")
     assert found is not None

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import DefineReadback
+from libvirt_xml_facts import DefineReadback
 from lxml import etree
 
 from pcifleet.domain.address import PciAddress
