@@ -27,9 +27,12 @@ Progress goes to stderr (Rich); everything else to stdout.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -54,7 +57,7 @@ from pcifleet.domain.fit import apply, fit
 from pcifleet.domain.hoststate import HostState
 from pcifleet.domain.placement import Placement
 from pcifleet.domain.request import DeviceRequest
-from pcifleet.sim.domain_replay import initial_host, replay_lockstep
+from pcifleet.sim.domain_replay import NovaHostJudge, initial_host, replay_lockstep
 from pcifleet.sim.fleet_loader import create_flavors, load_groups, register_hosts
 from pcifleet.sim.nova_compare import Comparison, Difference, Outcome, classify, compare
 from pcifleet.sim.workload import (
@@ -228,18 +231,26 @@ class Replay:
     total_s: float
 
 
-def replay(booter: Booter, requests: Sequence[BootRequest]) -> Replay:
+def replay(
+    booter: Booter, requests: Sequence[BootRequest], judge: NovaHostJudge | None = None
+) -> Replay:
+    """Boot every request in order, timing each; ``judge`` time is left out of ``total_s``."""
     outcomes: list[Outcome] = []
     timings: list[float] = []
+    judging = 0.0
     began = time.perf_counter()
     with progress_bar("replaying", len(requests)) as advance:
         for done, request in enumerate(requests, 1):
             started = time.perf_counter()
             outcome = booter.boot(request)
-            timings.append(time.perf_counter() - started)
+            booted = time.perf_counter()
+            timings.append(booted - started)
+            if judge is not None:
+                outcome = judge.judge(request, outcome)
+                judging += time.perf_counter() - booted
             outcomes.append(outcome)
             advance(done, len(requests))
-    return Replay(outcomes, timings, time.perf_counter() - began)
+    return Replay(outcomes, timings, time.perf_counter() - began - judging)
 
 
 def percentile_ms(timings: Sequence[float], fraction: float) -> float:
@@ -349,6 +360,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"Nova's decisions (default: WORKLOAD/{DECISIONS_FILE} when it exists)",
     )
     parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile stats of the replay loop to this file"
+    )
     return parser.parse_args(argv)
 
 
@@ -367,14 +381,47 @@ def main(argv: Sequence[str] | None = None) -> None:
     workload = load_workload(args.workload)
     limit = len(workload.requests) if args.limit is None else args.limit
     requests = workload.requests[:limit]
+    found = decisions_file(args)
+    decisions = () if found is None else load_decisions(found)[:limit]
+    judge = None
+    if decisions:
+        judge = NovaHostJudge(workload.fleet, {d.index: d for d in decisions})
     with tempfile.TemporaryDirectory(prefix="pcifleet-replay-") as tmp:
         booter, load_times = build_booter(args, workload, Path(tmp), began)
-        result = replay(booter, requests)
+        result = profiled(args.profile, lambda: replay(booter, requests, judge))
         close = getattr(booter, "close", None)
         if close is not None:
             close()
     print_summary(workload, result, args.path, args.weigher)
-    line: dict[str, object] = {
+    line = result_line(args, workload, result, load_times)
+    if decisions:
+        devices = initial_host(workload.fleet).devices
+        comparison = compare(result.outcomes, decisions, requests, devices)
+        print_comparison(comparison)
+        counts = lockstep_counts(workload, decisions, limit)
+        print_lockstep(counts, len(decisions))
+        line.update(comparison.as_json())
+        line.update(counts)
+    line["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(line), flush=True)
+
+
+def profiled(path: Path | None, work: Callable[[], Replay]) -> Replay:
+    """Run ``work``, under cProfile when ``path`` is given (stats dumped there, top 25 to
+    stderr by cumulative time)."""
+    if path is None:
+        return work()
+    profiler = cProfile.Profile()
+    result = profiler.runcall(work)
+    profiler.dump_stats(path)
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    return result
+
+
+def result_line(
+    args: argparse.Namespace, workload: Workload, result: Replay, load_times: dict[str, float]
+) -> dict[str, object]:
+    return {
         "workload": workload.name,
         "path": args.path,
         "weigher": args.weigher if args.path == "service" else "first",
@@ -389,18 +436,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         "total_s": round(result.total_s, 2),
         **{key: round(value, 2) for key, value in load_times.items()},
     }
-    found = decisions_file(args)
-    if found is not None:
-        decisions = load_decisions(found)[:limit]
-        devices = initial_host(workload.fleet).devices
-        comparison = compare(result.outcomes, decisions, requests, devices)
-        print_comparison(comparison)
-        counts = lockstep_counts(workload, decisions, limit)
-        print_lockstep(counts, len(decisions))
-        line.update(comparison.as_json())
-        line.update(counts)
-    line["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    print(json.dumps(line), flush=True)
 
 
 def build_booter(

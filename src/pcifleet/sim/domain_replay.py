@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from pcifleet.domain.address import PciAddress
 from pcifleet.domain.errors import Conflict
 from pcifleet.domain.fit import apply, fit
 from pcifleet.domain.hoststate import HostState
@@ -136,20 +137,51 @@ class LockstepStep:
     nova_illegal: str = ""
 
 
-def nova_placement(boot: BootRequest, nova: NovaDecision) -> Placement:
-    """Nova's decision as a placement (devices split over the requests in request order)."""
+def placement_of(
+    boot: BootRequest, numa_cell: int | None, devices: Sequence[PciAddress]
+) -> Placement:
+    """A placement of ``boot`` on one host cell with ``devices`` (split over the device
+    requests in request order), as a replay's decision is applied to a host view."""
     request = boot.instance_request()
-    devices = list(nova.devices)
+    remaining = list(devices)
     grouped = []
     for device_request in request.device_requests:
-        grouped.append(tuple(devices[: device_request.count]))
-        del devices[: device_request.count]
-    cells: tuple[CellPlacement, ...] = ()
-    floating = (request.vcpus, request.memory_mb)
-    if nova.numa_cell is not None and request.guest_nodes:
-        cells = (CellPlacement(0, nova.numa_cell, request.vcpus, request.memory_mb),)
-        floating = (0, 0)
-    return Placement(request.instance_id, cells, tuple(grouped), *floating)
+        grouped.append(tuple(remaining[: device_request.count]))
+        del remaining[: device_request.count]
+    if numa_cell is not None and request.guest_nodes:
+        cell = CellPlacement(0, numa_cell, request.vcpus, request.memory_mb)
+        return Placement(request.instance_id, (cell,), tuple(grouped))
+    return Placement(request.instance_id, (), tuple(grouped), request.vcpus, request.memory_mb)
+
+
+def nova_placement(boot: BootRequest, nova: NovaDecision) -> Placement:
+    """Nova's decision as a placement."""
+    return placement_of(boot, nova.numa_cell, nova.devices)
+
+
+class NovaHostJudge:
+    """Follows a replay on a domain copy of the fleet to say, whenever the replay put a guest
+    on another host than Nova did, what pcifleet's fit thinks of Nova's host at that moment.
+
+    Applying each decision also re-checks it: a device handed out twice, or against the PF/VF
+    coupling, raises :class:`~pcifleet.domain.errors.InvalidTransition`.
+    """
+
+    def __init__(self, fleet: Fleet, decisions: Mapping[int, NovaDecision]) -> None:
+        self.hosts = [initial_host(fleet)] * len(fleet.hosts)
+        self.decisions = decisions
+
+    def judge(self, boot: BootRequest, outcome: Outcome) -> Outcome:
+        nova = self.decisions.get(boot.index)
+        verdict = ""
+        if outcome.placed and nova is not None and nova.host not in (None, outcome.host):
+            assert nova.host is not None
+            verdict = _verdict(self.hosts[nova.host], boot.instance_request(), DEFAULT_OPTIONS)
+        if outcome.placed and outcome.host is not None:
+            cell = outcome.numa_cells[0] if outcome.numa_cells else None
+            placement = placement_of(boot, cell, outcome.devices)
+            self.hosts[outcome.host] = apply(self.hosts[outcome.host], placement)
+        return replace(outcome, nova_host_verdict=verdict)
 
 
 def _outcome(boot: BootRequest, host: int, result: Placement | FitFailure) -> Outcome:
