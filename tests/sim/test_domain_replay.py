@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from pcifleet.domain.address import PciAddress
+from pcifleet.domain.errors import InvalidTransition
 from pcifleet.sim.domain_replay import (
+    NovaHostJudge,
     initial_host,
     nova_placement,
+    placement_of,
     replay_first_fit,
     replay_lockstep,
 )
-from pcifleet.sim.nova_compare import Difference, classify, compare
+from pcifleet.sim.nova_compare import Difference, Outcome, classify, compare
 from pcifleet.sim.workload import (
     DECISIONS_FILE,
     NovaDecision,
@@ -95,3 +98,39 @@ def test_nova_placement_splits_devices_over_requests(
     )
     assert placement.host_cells == (0,)
     assert placement.cells[0].vcpus == boot.flavor.vcpus
+
+
+def test_judge_explains_refusals_of_novas_host_and_rechecks_devices(
+    workload: Workload, decisions: dict[int, NovaDecision]
+) -> None:
+    judge = NovaHostJudge(workload.fleet, decisions)
+    boot = workload.requests[0]
+    nova = decisions[0]
+    # placed like Nova: nothing to explain
+    same = judge.judge(boot, Outcome(0, True, nova.host, (0,), nova.devices))
+    assert same.nova_host_verdict == ""
+    # the same devices again on the same host: handed out twice
+    again = workload.requests[1]
+    with pytest.raises(InvalidTransition):
+        judge.judge(again, Outcome(1, True, nova.host, (0,), nova.devices[:1]))
+
+
+def test_judge_gives_the_fits_verdict_on_novas_host(
+    workload: Workload, decisions: dict[int, NovaDecision]
+) -> None:
+    on_host_0 = [r for r in workload.requests if decisions[r.index].host == 0]
+    last = workload.requests[-1]
+    pretend = {**decisions, last.index: NovaDecision(last.index, True, 100, 0, 0, ())}
+    judge = NovaHostJudge(workload.fleet, pretend)
+    for boot in on_host_0:  # Nova filled host 0 (both cells' vCPUs)
+        nova = decisions[boot.index]
+        judge.judge(boot, Outcome(boot.index, True, 0, (nova.numa_cell or 0,), nova.devices))
+    verdict = judge.judge(last, Outcome(last.index, True, 7, (0,), ())).nova_host_verdict
+    assert verdict.startswith("resources: host has 0 shared vCPUs free")
+
+
+def test_placement_of_without_numa_cell_floats(workload: Workload) -> None:
+    boot = workload.requests[0]
+    placement = placement_of(boot, None, ())
+    assert placement.cells == ()
+    assert placement.devices == ((), ())
