@@ -228,6 +228,7 @@ class GroupService:
         description: str | None = None,
     ) -> GroupRecord:
         """Apply native-format ``changes`` (any key but ``name``); validated as a whole group."""
+        who.require_user("changing a group")
         if "name" in changes:
             raise InvalidGroup("name: cannot be changed", field="name", rule="immutable")
         with self._commit(name) as session:
@@ -243,6 +244,7 @@ class GroupService:
             return _record(row, quotas, who)
 
     def delete(self, who: Principal, name: str) -> None:
+        who.require_user("deleting a group")
         with self._commit(name) as session:
             row = _visible_row(session, who, name)
             _require_owner(who, row.project, "deletion")
