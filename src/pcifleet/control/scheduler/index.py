@@ -334,20 +334,21 @@ class CandidateIndex:
     # -- catching up with other processes ----------------------------------------------
 
     def catch_up(self, sessions: sessionmaker[Session], *, force: bool = False) -> int:
-        """Notice other writers' changes; returns how many hosts were reloaded."""
+        """Notice other writers' changes (throttled); returns how many hosts changed."""
         now = self.clock()
         if not force and now - self._last_refresh < self.refresh_interval_s:
             return 0
         self._last_refresh = now
         with sessions() as session:
-            heads = read_heads(session)
-            changed = self._mark(heads)
-            reloaded = 0
-            for head in changed[: self.refresh_batch]:
-                loaded = load_host(session, head)
-                self.update(loaded.head, loaded.view)
-                reloaded += 1
-        return reloaded
+            return self.catch_up_in(session)
+
+    def catch_up_in(self, session: Session) -> int:
+        """:meth:`catch_up` in the caller's transaction, unthrottled; returns hosts changed."""
+        changed = self._mark(read_heads(session))
+        for head in changed[: self.refresh_batch]:
+            loaded = load_host(session, head)
+            self.update(loaded.head, loaded.view)
+        return len(changed)
 
     def _mark(self, heads: Sequence[HostHead]) -> list[HostHead]:
         """Mark hosts whose generation or liveness moved; returns the ones to reload."""

@@ -10,8 +10,10 @@
    (the compare-and-swap, first, so the host row lock is always taken before device rows),
    the caller's instance row (:meth:`ClaimWriter.placed`), then the device rows as the state
    machine says (the chosen devices allocated, their PF/VF relatives blocked);
-4. if nothing fits: the caller records the failure (:meth:`ClaimWriter.unplaced`) with the
-   outcome of every host grouped into one sentence.
+4. if nothing fits: the index catches up in the same transaction (unthrottled) and, if it
+   was behind another process, the decision is made once more on fresh counts; then the
+   caller records the failure (:meth:`ClaimWriter.unplaced`) with the outcome of every host
+   grouped into one sentence.
 
 A lost compare-and-swap (another process claimed on the host after our read), a PostgreSQL
 serialization failure or deadlock rolls everything back; the index catches up at once and the
@@ -172,6 +174,9 @@ class Scheduler:
             check = self.index.prepare(request)  # after the index caught up: new pool keys
             writer.check(session)
             claimed = self._place(session, check, writer, attempt, number)
+            if claimed is None and self.index.catch_up_in(session):
+                # the index was behind another process: decide again on fresh counts
+                claimed = self._place(session, check, writer, attempt, number)
             if claimed is not None:
                 return claimed
             summary = self._summary(check, attempt)
