@@ -34,7 +34,6 @@ from pcifleet.host.model import (
 from pcifleet.host.netdev import (
     NetDev,
     PortIdentity,
-    local_netdev_dirs,
     netdev_dirs_by_function,
     read_netdev,
     read_port_identity,
@@ -91,6 +90,10 @@ class _Read(NamedTuple):
     netdevs: tuple[NetDev, ...]
 
 
+#: what one record is built from: the function as read, its VF index, its nested netdevs
+_Inputs = tuple[_Read, int | None, tuple[NetDev, ...]]
+
+
 class FactCache:
     """Static facts per function name, valid while the directory's identity is unchanged.
 
@@ -99,15 +102,25 @@ class FactCache:
     is part of the key, and a new function directory drops them all.
     """
 
-    __slots__ = ("_entries", "_ports")
+    __slots__ = ("_built", "_entries", "_ports", "cpu_sockets")
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[DirIdentity, StaticFacts]] = {}
         self._ports: dict[str, dict[tuple[str | None, str], PortIdentity]] = {}
+        #: the last record built per function, with what it was built from: an unchanged
+        #: function keeps its record, so a diff of two rescans is mostly identity checks
+        self._built: dict[str, tuple[_Inputs, PciFunction]] = {}
+        #: CPU -> socket; packages do not change while the host runs
+        self.cpu_sockets: dict[int, int] | None = None
 
-    def get(self, name: str, identity: DirIdentity) -> StaticFacts | None:
+    def current(self, name: str, reader: SysfsReader) -> StaticFacts | None:
+        """The cached facts of ``name`` if its directory is still the one they were read
+        from (same inode and ctime: a re-created or moved device misses)."""
         entry = self._entries.get(name)
-        return entry[1] if entry is not None and entry[0] == identity else None
+        if entry is None:
+            return None
+        identity, facts = entry
+        return facts if reader.identity(facts.directory) == identity else None
 
     def put(self, name: str, identity: DirIdentity, facts: StaticFacts) -> None:
         self._entries[name] = (identity, facts)
@@ -117,10 +130,18 @@ class FactCache:
         """The function's port identity memo (None when the function is not cached)."""
         return self._ports.get(name)
 
+    def built(self, name: str, inputs: _Inputs) -> PciFunction | None:
+        entry = self._built.get(name)
+        return entry[1] if entry is not None and entry[0] == inputs else None
+
+    def remember(self, name: str, inputs: _Inputs, function: PciFunction) -> None:
+        self._built[name] = (inputs, function)
+
     def keep_only(self, names: set[str]) -> None:
         for name in set(self._entries) - names:
             del self._entries[name]
             self._ports.pop(name, None)
+            self._built.pop(name, None)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -153,10 +174,14 @@ class _Scan:
         if self.cache is not None:
             self.cache.keep_only(set(names))
         nested = self.nested_netdevs(read)
-        topology = read_topology(self.reader)
+        topology = read_topology(
+            self.reader, None if self.cache is None else self.cache.cpu_sockets
+        )
+        if self.cache is not None:
+            self.cache.cpu_sockets = dict(topology.cpu_sockets)
         self.warnings.extend(ScanWarning("host", text) for text in topology.warnings)
         return HostScan(
-            functions=_assemble(read, nested),
+            functions=_assemble(read, nested, self.cache),
             topology=replace(topology, warnings=()),
             warnings=tuple(self.warnings),
         )
@@ -186,16 +211,16 @@ class _Scan:
     # ------------------------------------------------------------------ one function
 
     def function(self, name: str) -> _Read | None:
-        address = self.address(name)
-        if address is None:
-            return None
-        entry = f"{self.bus}/{name}"
-        identity = self.reader.identity(entry)
-        if identity is None:
-            self.warn(name, "vanished before it could be read; skipped")
-            return None
-        facts = self.cache.get(name, identity) if self.cache is not None else None
+        facts = self.cache.current(name, self.reader) if self.cache is not None else None
         if facts is None:
+            address = self.address(name)
+            if address is None:
+                return None
+            entry = f"{self.bus}/{name}"
+            identity = self.reader.identity(entry)
+            if identity is None:
+                self.warn(name, "vanished before it could be read; skipped")
+                return None
             directory = self.reader.link_target(entry) or entry
             facts = self.static(name, address, directory)
             if facts is None:
@@ -308,27 +333,28 @@ class _Scan:
             static=facts,
             driver=driver,
             driver_override=None if override in (None, "(null)") else override,
-            sriov=self.sriov(name, directory, facts.sriov),
+            sriov=None if facts.sriov is None else self.sriov(name, directory, facts.sriov),
             netdevs=self.netdevs(name, directory, driver),
         )
 
     def netdevs(self, name: str, directory: str, driver: str | None) -> tuple[NetDev, ...]:
+        reader = self.reader
+        ifnames = reader.list_dir(f"{directory}/net")
+        if not ifnames:
+            return ()
         memo = self.cache.ports(name) if self.cache is not None else None
         netdevs = []
-        for ifname, path in local_netdev_dirs(self.reader, directory):
+        for ifname in ifnames:
+            path = f"{directory}/net/{ifname}"
             port = None
             if memo is not None:
                 port = memo.get((driver, ifname))
                 if port is None:
-                    port = memo[(driver, ifname)] = read_port_identity(self.reader, path)
-            netdevs.append(read_netdev(self.reader, path, ifname, port))
+                    port = memo[(driver, ifname)] = read_port_identity(reader, path)
+            netdevs.append(read_netdev(reader, path, ifname, port))
         return tuple(netdevs)
 
-    def sriov(
-        self, name: str, directory: str, static: SriovStatic | None
-    ) -> SriovCapability | None:
-        if static is None:
-            return None
+    def sriov(self, name: str, directory: str, static: SriovStatic) -> SriovCapability:
         numvfs = self.soft(name, self.reader.read_int, f"{directory}/sriov_numvfs") or 0
         vfs = []
         for index in range(numvfs):
@@ -366,31 +392,39 @@ def scan(
 
 
 def _assemble(
-    read: dict[str, _Read], nested: dict[str, tuple[NetDev, ...]]
+    read: dict[str, _Read], nested: dict[str, tuple[NetDev, ...]], cache: FactCache | None
 ) -> tuple[PciFunction, ...]:
     """The final records, ordered by address. Each VF gets its index N from its PF's
     ``virtfnN`` link (the VF side has no index); nested netdevs join the direct ones."""
     vf_index: dict[PciAddress, tuple[PciAddress, int]] = {}
     for r in read.values():
         if r.sriov is not None:
-            for index, vf in r.sriov.vfs:
-                vf_index[vf] = (r.static.address, index)
+            for number, vf in r.sriov.vfs:
+                vf_index[vf] = (r.static.address, number)
     ordered = sorted(read.items(), key=lambda item: _order(item[1].static.address))
-    return tuple(_function(r, vf_index, nested.get(name, ())) for name, r in ordered)
+    functions = []
+    for name, r in ordered:
+        entry = vf_index.get(r.static.address)
+        physfn = r.static.physfn
+        index = (
+            entry[1] if entry is not None and physfn is not None and entry[0] == physfn else None
+        )
+        inputs: _Inputs = (r, index, nested.get(name, ()))
+        function = cache.built(name, inputs) if cache is not None else None
+        if function is None:
+            function = _function(*inputs)
+            if cache is not None:
+                cache.remember(name, inputs, function)
+        functions.append(function)
+    return tuple(functions)
 
 
 def _order(address: PciAddress) -> tuple[int, int]:
     return (address.domain, address.routing_id)
 
 
-def _function(
-    r: _Read, vf_index: dict[PciAddress, tuple[PciAddress, int]], nested: tuple[NetDev, ...]
-) -> PciFunction:
+def _function(r: _Read, index: int | None, nested: tuple[NetDev, ...]) -> PciFunction:
     s = r.static
-    entry = vf_index.get(s.address)
-    index = (
-        entry[1] if entry is not None and s.physfn is not None and entry[0] == s.physfn else None
-    )
     return PciFunction(
         address=s.address,
         vendor_id=s.vendor_id,

@@ -3,8 +3,9 @@
 A netdev sits directly under its function (``0000:22:00.0/net/eth0``) or one level deeper when
 a bus driver is in between (virtio: ``0000:42:00.0/virtio0/net/eth1``; mlx5 with auxiliary
 devices: ``0000:3b:00.0/mlx5_core.eth.0/net/...``). ``/sys/class/net`` links every netdev to
-its real directory, so one pass over it finds the nested ones for every function at once;
-the function's own ``net/`` directory is read too, for trees that lack ``class/net``.
+its real directory, so one pass over it finds the nested ones for every function at once.
+Discovery lists each function's own ``net/`` directory first and looks up in ``class/net`` only
+the names it did not find there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class NetDev:
     phys_switch_id: str | None = None
 
 
+#: the attributes that change while a netdev lives
+_STATE: Final = ("address", "operstate", "speed", "mtu")
+
 #: ``phys_port_name`` and ``phys_switch_id``: fixed for the life of a netdev
 PortIdentity = tuple[str | None, str | None]
 
@@ -52,12 +56,13 @@ def read_netdev(
     passes a port identity read earlier, sparing two reads on a rescan.
     """
     port_name, switch_id = read_port_identity(reader, directory) if port is None else port
+    mac, operstate, speed, mtu = reader.try_texts(directory, _STATE)
     return NetDev(
         name=name,
-        mac=reader.try_text(f"{directory}/address"),
-        operstate=reader.try_text(f"{directory}/operstate"),
-        speed_mbps=_positive(reader.try_text(f"{directory}/speed")),
-        mtu=_positive(reader.try_text(f"{directory}/mtu")),
+        mac=mac,
+        operstate=operstate,
+        speed_mbps=_positive(speed),
+        mtu=_positive(mtu),
         phys_port_name=port_name,
         phys_switch_id=switch_id,
     )
@@ -94,12 +99,6 @@ def netdev_dirs_by_function(
         if function is not None:
             found.setdefault(function, []).append((ifname, target))
     return found
-
-
-def local_netdev_dirs(reader: SysfsReader, device_dir: str) -> list[tuple[str, str]]:
-    """Netdevs directly under the function (``<device>/net/<ifname>``)."""
-    net = f"{device_dir}/net"
-    return [(name, f"{net}/{name}") for name in reader.list_dir(net) or ()]
 
 
 _FUNCTION_NAME: Final = re.compile(r"[0-9a-f]{4,}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]")

@@ -56,7 +56,7 @@ def diff(previous: HostScan, current: HostScan) -> ScanDiff:
     changed = []
     for address in sorted(before.keys() & after.keys(), key=_order):
         old, new = before[address], after[address]
-        if old != new:
+        if old is not new and old != new:
             changes = _function_changes(old, new)
             if changes:
                 changed.append((address, changes))

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from pcifleet.domain.errors import SriovConfigError, SysfsError
 
@@ -31,8 +30,7 @@ _FLAGS: Final = os.O_RDONLY | os.O_CLOEXEC
 StrPath = str | os.PathLike[str]
 
 
-@dataclass(frozen=True, slots=True)
-class DirIdentity:
+class DirIdentity(NamedTuple):
     """What identifies one incarnation of a sysfs directory (a re-created device differs)."""
 
     inode: int
@@ -107,6 +105,29 @@ class SysfsReader:
         except UnicodeDecodeError:
             return None
 
+    def try_texts(self, directory: str, names: tuple[str, ...]) -> list[str | None]:
+        """:meth:`try_text` of several attributes of one directory, in one call (the netdev
+        state of every VF on every rescan: the per-call overhead is worth saving)."""
+        values: list[str | None] = []
+        append = values.append
+        for name in names:
+            try:
+                fd = os.open(f"{directory}/{name}", _FLAGS)
+            except OSError:
+                append(None)
+                continue
+            try:
+                data = os.read(fd, _CHUNK)
+            except OSError:
+                data = b""
+            finally:
+                os.close(fd)
+            try:
+                append(data.decode().strip() or None)
+            except UnicodeDecodeError:
+                append(None)
+        return values
+
     def read_int(self, path: StrPath) -> int | None:
         """A decimal integer (negative allowed); None when missing; SysfsError when malformed."""
         text = self.read_text(path)
@@ -132,7 +153,7 @@ class SysfsReader:
     def list_dir(self, path: StrPath) -> list[str] | None:
         """Entry names, sorted; None when the directory is missing."""
         try:
-            return sorted(os.listdir(os.fspath(path)))
+            return sorted(os.listdir(path))
         except _MISSING:
             return None
         except OSError as exc:
@@ -144,8 +165,11 @@ class SysfsReader:
     def link_name(self, path: StrPath) -> str | None:
         """The last component of a symlink's target (``driver`` -> ``vfio-pci``); None if
         not a link. The target need not exist: captures keep links whose target was cut."""
-        target = self._readlink(path)
-        return None if target is None else target.rstrip("/").rsplit("/", 1)[-1]
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        return target.rstrip("/").rsplit("/", 1)[-1]
 
     def link_target(self, path: StrPath) -> str | None:
         """A symlink's target made absolute against the link's directory, without following

@@ -8,6 +8,7 @@ what could not be parsed is reported as a warning text.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pcifleet.domain.errors import SysfsError
@@ -56,9 +57,13 @@ class HostTopology:
         return next((cell for cell in self.cells if cell.id == node), None)
 
 
-def read_topology(reader: SysfsReader) -> HostTopology:
+def read_topology(
+    reader: SysfsReader, cpu_sockets: Mapping[int, int] | None = None
+) -> HostTopology:
+    """The host's NUMA cells and CPU sockets. ``cpu_sockets`` from an earlier read spares
+    one file per CPU (a package never changes while the host runs)."""
     warnings: list[str] = []
-    sockets = _cpu_sockets(reader, warnings)
+    sockets = dict(cpu_sockets) if cpu_sockets is not None else _cpu_sockets(reader, warnings)
     node_root = reader.path("sys", "devices", "system", "node")
     cells = []
     for name in _numbered(reader.list_dir(node_root) or (), "node"):
