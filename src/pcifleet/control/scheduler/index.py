@@ -215,25 +215,53 @@ class CandidateIndex:
     _entries: dict[str, dict[bool, tuple[object, ...]]] = field(default_factory=dict)
     _cache: OrderedDict[str, _Cached] = field(default_factory=OrderedDict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _load_lock: threading.RLock = field(default_factory=threading.RLock)
     _last_refresh: float = float("-inf")
     loaded: bool = False
 
     # -- building -----------------------------------------------------------------------
 
     def load(self, sessions: sessionmaker[Session]) -> int:
-        """Rebuild from the database (bulk path); returns the number of hosts."""
-        with sessions() as session, self._lock:
-            self._hosts.clear()
-            self._entries.clear()
-            self._order = {True: [], False: []}
-            self._cache.clear()
-            for loaded in load_fleet(session):
-                self._put(loaded.head, loaded.view, sort=False)
-            for entries in self._order.values():
+        """Rebuild from the database (bulk path); returns the number of hosts.
+
+        The database is read without holding the index lock (a claim holding the database
+        lock may be waiting for the index lock), then the new contents are swapped in.
+        """
+        with self._load_lock:
+            fresh = CandidateIndex(
+                self.weigher,
+                self.cache_size,
+                self.refresh_interval_s,
+                self.refresh_batch,
+                self.clock,
+                self._registry,
+            )
+            with sessions() as session:
+                for loaded in load_fleet(session):
+                    fresh._put(loaded.head, loaded.view, sort=False)
+            for entries in fresh._order.values():
                 entries.sort()
-            self._last_refresh = self.clock()
-            self.loaded = True
+            with self._lock:
+                self._hosts = fresh._hosts
+                self._entries = fresh._entries
+                self._order = fresh._order
+                self._cache = fresh._cache
+                self._last_refresh = self.clock()
+                self.loaded = True
             return len(self._hosts)
+
+    def ensure_loaded(self, sessions: sessionmaker[Session]) -> bool:
+        """Load once (the first caller loads, concurrent callers wait); True if it loaded."""
+        if self.loaded:
+            return False
+        with self._load_lock:
+            if self.is_loaded():  # another thread loaded it while we waited
+                return False
+            self.load(sessions)
+            return True
+
+    def is_loaded(self) -> bool:
+        return self.loaded
 
     def update(self, head: HostHead, view: HostState) -> None:
         """Record ``view`` as the host's state at ``head.generation`` (after a commit)."""

@@ -160,9 +160,7 @@ class Scheduler:
         return self.index.load(self._sessions)
 
     def _ready(self, force: bool = False) -> None:
-        if not self.index.loaded:
-            self.index.load(self._sessions)
-        else:
+        if not self.index.ensure_loaded(self._sessions):
             self.index.catch_up(self._sessions, force=force)
 
     # -- claim ------------------------------------------------------------------------------
