@@ -289,8 +289,11 @@ class Scheduler:
 
     # -- dry run ----------------------------------------------------------------------------
 
-    def explain(self, request: InstanceRequest) -> Explanation:
-        """The decision :meth:`claim` would make now, with every host's outcome; no writes."""
+    def explain(self, request: InstanceRequest, examples: int | None = None) -> Explanation:
+        """The decision :meth:`claim` would make now, with every host's outcome; no writes.
+
+        ``examples`` bounds the hosts listed per outcome group (default: the options').
+        """
         self._ready()
         check = self.index.prepare(request)
         attempt = _Attempt()
@@ -305,7 +308,8 @@ class Scheduler:
         self._remember(attempt)
         chosen = next((o for o in outcomes if o.passed), None)
         passed = sum(1 for o in outcomes if o.passed)
-        return Explanation(chosen, passed, summarize(request, outcomes, self.options.examples))
+        shown = self.options.examples if examples is None else examples
+        return Explanation(chosen, passed, summarize(request, outcomes, shown))
 
     def _try(
         self,

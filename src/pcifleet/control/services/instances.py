@@ -471,13 +471,14 @@ class InstanceService:
         *,
         project: str | None = None,
         ports: Sequence[PortRequest] = (),
+        examples: int | None = None,
     ) -> ExplainResult:
         """What a boot would get now, and every host's outcome; claims nothing."""
         who.require_user("explaining a boot")
         chosen_project = self._project(who, project)
         flavor_record = self._flavors.get(flavor)
         request = self.build_request(flavor_record.flavor, chosen_project, ports)
-        explanation = self.scheduler.explain(request)
+        explanation = self.scheduler.explain(request, examples)
         return ExplainResult(request, flavor_record.name, chosen_project, explanation)
 
     # -- reads ------------------------------------------------------------------------------
