@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pcifleet.cli.main import app
+from pcifleet.host.pciids import system_pci_ids
 
 CAPTURE = Path(__file__).resolve().parents[3] / "shared/sysfs-captures/q35-numa-nvme-sriov.tar.gz"
 REQUIRED = {
@@ -87,6 +88,9 @@ def test_json_on_capture(capture: Path) -> None:
     assert found["0000:00:1f.2"]["sriov_totalvfs"] is None
     assert found["0000:42:00.0"]["netdevs"] == ["eth1"]
     assert found["0000:21:00.3"]["driver"] == "vfio-pci"
+    if system_pci_ids().available:  # Debian hwdata installed: human names
+        assert found["0000:41:00.0"]["device_name"] == "QEMU NVM Express Controller"
+        assert found["0000:22:00.0"]["vendor_name"] == "Intel Corporation"
 
 
 SPEC_LINES = """\

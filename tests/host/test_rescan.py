@@ -122,6 +122,9 @@ def test_static_fact_changed_in_place_needs_full_scan(root: Path) -> None:
     assert rescanner.rescan()[1].empty
     full = scan(reader, pci_ids=False)
     assert full.get("0000:22:00.0").numa_node == 1  # type: ignore[union-attr]
+    _, refreshed = rescanner.rescan(full=True)
+    change = refreshed.changes_for(PciAddress.parse("0000:22:00.0"))
+    assert [(c.field, c.old, c.new) for c in change] == [("numa_node", 0, 1)]
 
 
 def test_topology_changes_are_reported(root: Path) -> None:

@@ -151,8 +151,14 @@ class Rescanner:
         self.last = scan(self.reader, pci_ids=self._pci_ids, cache=self._cache)
         return self.last
 
-    def rescan(self) -> tuple[HostScan, ScanDiff]:
-        """A new scan and its difference from the previous one (all added the first time)."""
+    def rescan(self, *, full: bool = False) -> tuple[HostScan, ScanDiff]:
+        """A new scan and its difference from the previous one (all added the first time).
+
+        ``full`` drops the cache first, so static facts changed in place are seen too (an
+        agent does this now and then: the kernel rarely rewrites them, but a driver reload
+        can, e.g. ``numa_node`` after a firmware update)."""
         previous = self.last if self.last is not None else HostScan(())
+        if full:
+            self._cache = FactCache()
         current = self.scan()
         return current, diff(previous, current)
