@@ -19,7 +19,10 @@ API uses when it surfaces the error.
     │   ├── InvalidFlavor                 pcifleet.flavor.invalid
     │   ├── InvalidProfile                pcifleet.sim.invalid_profile
     │   ├── InvalidNetwork                pcifleet.network.invalid
-    │   └── InvalidGuestSpec              pcifleet.guest.invalid
+    │   ├── InvalidGuestSpec              pcifleet.guest.invalid
+    │   ├── InvalidVfSetting              pcifleet.vf.invalid_setting
+    │   │   └── InvalidVfRate             pcifleet.vf.invalid_rate (QoS kbit/s -> Mbit/s, burst)
+    │   └── InvalidAgentConfig            pcifleet.agent.invalid_config
     ├── NotFound                          (404) pcifleet.not_found
     ├── Conflict                          (409)
     │   ├── InvalidTransition             pcifleet.device.invalid_transition
@@ -30,7 +33,12 @@ API uses when it surfaces the error.
     ├── QuotaExceeded                     (403) pcifleet.quota.exceeded
     ├── HostError                         (500/502) host-side failures (sysfs, netlink, libvirt)
     │   ├── SysfsError                    pcifleet.host.sysfs
-    │   └── SriovConfigError              pcifleet.host.sriov_config
+    │   ├── SriovConfigError              pcifleet.host.sriov_config
+    │   ├── VfError                       pcifleet.host.vf (netlink write/read on a PF failed)
+    │   │   ├── VfNotFound                pcifleet.host.vf_not_found (no such PF / VF index)
+    │   │   ├── VfUnsupported             pcifleet.host.vf_unsupported (driver refuses)
+    │   │   └── VfRollbackFailed          pcifleet.host.vf_rollback_failed
+    │   └── MacvtapError                  pcifleet.host.macvtap
     └── Unavailable                       (503) pcifleet.unavailable
 
 Subclasses set ``code``, ``status`` and ``template``; modules add their own subclasses under
@@ -150,6 +158,26 @@ class InvalidGuestSpec(InvalidInput):
     code = "pcifleet.guest.invalid"
 
 
+class InvalidVfSetting(InvalidInput):
+    """A VF setting the kernel would refuse (VLAN range, QoS priority, multicast MAC, ...)."""
+
+    code = "pcifleet.vf.invalid_setting"
+    template = "VF setting {field}: {detail}"
+
+
+class InvalidVfRate(InvalidVfSetting):
+    """A QoS rate a VF cannot enforce as asked (range, burst, minimum above maximum)."""
+
+    code = "pcifleet.vf.invalid_rate"
+
+
+class InvalidAgentConfig(InvalidInput):
+    """Agent options in Neutron's terms (``physical_device_mappings``, ``exclude_devices``)."""
+
+    code = "pcifleet.agent.invalid_config"
+    template = "{option}: entry {entry!r}: {detail}"
+
+
 class NotFound(PcifleetError):
     code = "pcifleet.not_found"
     status = 404
@@ -204,6 +232,38 @@ class SysfsError(HostError):
 class SriovConfigError(HostError):
     code = "pcifleet.host.sriov_config"
     status = 409
+
+
+class VfError(HostError):
+    """A VF read or write on a PF failed; names PF, VF index, field and the kernel's errno text."""
+
+    code = "pcifleet.host.vf"
+    template = "PF {pf}, VF {vf}, {field}: {detail}"
+
+
+class VfNotFound(VfError):
+    """No such PF netdev (ENODEV), or the VF index is not below the PF's VF count."""
+
+    code = "pcifleet.host.vf_not_found"
+
+
+class VfUnsupported(VfError):
+    """The PF's driver does not implement this VF setting (EOPNOTSUPP)."""
+
+    code = "pcifleet.host.vf_unsupported"
+
+
+class VfRollbackFailed(VfError):
+    """A write failed and undoing the writes before it failed too: the VF is left changed."""
+
+    code = "pcifleet.host.vf_rollback_failed"
+
+
+class MacvtapError(HostError):
+    """Creating, reading or deleting a macvtap link failed (names link, step, errno text)."""
+
+    code = "pcifleet.host.macvtap"
+    template = "macvtap {ifname}, {step}: {detail}"
 
 
 class Unavailable(PcifleetError):
