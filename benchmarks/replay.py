@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import pstats
 import resource
 import statistics
@@ -86,6 +87,19 @@ def peak_rss_mb() -> float:
 
 @contextmanager
 def progress_bar(what: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr; when stderr is not a terminal (a run in the background
+    with output to a file), one plain line per tenth instead."""
+    if not STDERR.is_terminal:
+        began = time.perf_counter()
+        step = max(1, total // 10)
+
+        def log(done: int, _total: int) -> None:
+            if done % step == 0 or done == _total:
+                elapsed = time.perf_counter() - began
+                print(f"{what}: {done}/{_total} ({elapsed:.1f} s)", file=sys.stderr, flush=True)
+
+        yield log
+        return
     columns = (
         TextColumn(f"{what:<18}"),
         BarColumn(),
@@ -258,7 +272,7 @@ def percentile_ms(timings: Sequence[float], fraction: float) -> float:
     if not timings:
         return 0.0
     ordered = sorted(timings)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1] * 1000
 
 
