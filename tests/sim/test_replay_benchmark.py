@@ -51,7 +51,9 @@ def test_replay_prints_the_json_line_last(
     assert line["placed"] == 40
     assert line["rejected"] == 0
     for key in ("p50_ms", "p99_ms", "total_s", "load_s", "peak_rss_mb"):
-        assert isinstance(line[key], float | int) and line[key] >= 0
+        value = line[key]
+        assert isinstance(value, float | int)
+        assert value >= 0
     assert line["nova_placed"] == 40
     assert line["lockstep_accepts_nova_host"] == 40
     assert "Compared with Nova" in out
