@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pcifleet.control.services.flavors import FlavorService, merge_extra_specs, parse_flavor
 from pcifleet.control.services.principal import LOCAL_ADMIN, Principal, Role
 from pcifleet.domain.errors import AlreadyExists, Forbidden, InvalidFlavor, NotFound
-from pcifleet.domain.flavor import CpuPolicy, GroupCount
+from pcifleet.domain.flavor import GroupCount
+from pcifleet.domain.placement import CpuPolicy
 from pcifleet.domain.request import NumaPolicy
 
 ALICE = Principal(Role.MEMBER, project="alice")

@@ -142,4 +142,3 @@ def _row(session: Session, name: str) -> FlavorRow:
     if row is None:
         raise NotFound(f"flavor {name!r} not found", kind="flavor", name=name)
     return row
-
