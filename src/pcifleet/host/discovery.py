@@ -338,6 +338,10 @@ class _Scan:
         )
 
     def netdevs(self, name: str, directory: str, driver: str | None) -> tuple[NetDev, ...]:
+        """The netdevs under ``<function>/net``. Only a bound driver creates netdevs (and
+        unbinding removes them), so an unbound function is not even listed."""
+        if driver is None:
+            return ()
         reader = self.reader
         ifnames = reader.list_dir(f"{directory}/net")
         if not ifnames:
