@@ -1,0 +1,292 @@
+"""``pcifleet demo``: the end-to-end scenario of :mod:`pcifleet.sim.demo`, shown with Rich.
+
+The scenario (steps, data, the API calls) lives in :mod:`pcifleet.sim.demo`; this module only
+renders each step's record as it finishes: a spinner while a step runs, then a check line and
+the step's table. ``--json`` prints one machine-readable summary instead (placements,
+failures, the explanation, the delete, utilization before and after).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+from rich.table import Table
+
+from pcifleet.cli.output import Output, failures
+from pcifleet.control.api.schemas.instances import CellOut, ExplainOut, InstanceOut, RequestOut
+from pcifleet.sim.demo import (
+    DEVICE_KINDS,
+    BootsDone,
+    CellUsage,
+    ControllerStarted,
+    Deleted,
+    DemoRun,
+    Explained,
+    FlavorsCreated,
+    GroupsCreated,
+    HostsReported,
+    QuietView,
+    Step,
+    Utilization,
+    prepare_data_dir,
+    run_demo,
+    summary,
+)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="A new or empty directory for the demo's database and simulated hosts "
+        "(default: a fresh temporary directory).",
+        show_default=False,
+    ),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print a machine-readable summary instead of tables.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)
+
+
+def demo_command(data_dir: DataDir = None, as_json: AsJson = False) -> None:
+    """Run the demo: simulated hosts, groups, flavors, boots, explain and delete."""
+    out = Output(as_json)
+    with failures(out):
+        chosen = prepare_data_dir(data_dir)
+        if as_json:
+            typer.echo(json.dumps(summary(run_demo(chosen, QuietView())), indent=2))
+            return
+        view = RichView(out.console)
+        view.intro(chosen)
+        view.outro(run_demo(chosen, view))
+
+
+# --- the Rich view ---------------------------------------------------------------------------
+
+
+class RichView:
+    """A spinner per step, then the step's own table."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._status: Status | None = None
+
+    def intro(self, data_dir: Path) -> None:
+        self.console.rule("[bold]pcifleet demo[/]")
+        self.console.print(f"data directory: [bold]{escape(str(data_dir))}[/] (fresh)")
+
+    def started(self, step: Step) -> None:
+        self._status = self.console.status(escape(step.title) + " ...")
+        self._status.start()
+
+    def progress(self, message: str) -> None:
+        if self._status is not None:
+            self._status.update(escape(message) + " ...")
+
+    def finished(self, step: Step, result: object, seconds: float) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        self.console.print()
+        self.console.print(f"[green]✓[/] [bold]{escape(step.title)}[/] [dim]({seconds:.2f} s)[/]")
+        render = _RENDERERS.get(type(result))
+        if render is not None:
+            render(self.console, result)
+
+    def outro(self, run: DemoRun) -> None:
+        self.console.print()
+        self.console.rule(f"[bold]done in {run.seconds:.1f} s[/]")
+        where = escape(str(run.data_dir))
+        self.console.print(
+            f"The database and the simulated hosts' sysfs trees stay in {where}. Explore:\n"
+            f"  pcifleet host scan --sysfs-root {where}/hosts/gpu-a100-01\n"
+            f"  pcifleet server --data-dir {where} --single-user   "
+            "# then, in another shell: pcifleet list",
+            soft_wrap=True,
+        )
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def render_controller(console: Console, started: ControllerStarted) -> None:
+    console.print(
+        f"  pcifleet {escape(started.version)} on {escape(started.database_url)}; "
+        f"authentication: bearer tokens (one admin, one agent token per host)"
+    )
+
+
+def render_hosts(console: Console, reported: HostsReported) -> None:
+    console.print(escape("  device specs (Nova [pci] device_spec values, first match wins):"))
+    for spec in reported.specs:
+        console.print(f"    {escape(spec)}", soft_wrap=True)
+    table = _table("", "host", "profile", "NUMA", "CPUs", "PCI fns", "reported (assignable)")
+    for host in reported.hosts:
+        lines = list(host.inventory)
+        lines += [f"[dim]excluded: {address}[/]" for address in host.excluded]
+        table.add_row(
+            host.name,
+            host.profile,
+            str(host.cells),
+            str(host.cpus),
+            str(host.functions),
+            "\n".join(lines),
+        )
+    console.print(table)
+
+
+def render_groups(console: Console, created: GroupsCreated) -> None:
+    table = _table("", "group", "type", "matches (vendor:product)", "description")
+    for group in created.groups:
+        matches = ", ".join(f"{m.vendor_id}:{m.product_id}" for m in group.match)
+        table.add_row(group.name, group.device_type or "any", matches, group.description or "")
+    console.print(table)
+
+
+def render_flavors(console: Console, created: FlavorsCreated) -> None:
+    table = _table("", "flavor", "vCPUs", "memory", "extra specs")
+    for flavor in created.flavors:
+        specs = "\n".join(f"{k}={v}" for k, v in flavor.extra_specs.items()) or "-"
+        table.add_row(
+            flavor.name, str(flavor.vcpus), f"{flavor.memory_mb // 1024} GiB", escape(specs)
+        )
+    console.print(table)
+
+
+def _cells(cells: list[CellOut]) -> str:
+    return ", ".join(str(c.host_cell) for c in cells) or "-"
+
+
+def _vcpus(vcpus: int, cells: list[CellOut]) -> str:
+    pinned = sum(len(c.pinned_cpus) for c in cells)
+    if pinned:
+        return f"{pinned} pinned"
+    return f"{vcpus} shared" if cells else f"{vcpus} floating"
+
+
+def _requests(requests: list[RequestOut]) -> str:
+    return "\n".join(f"{r.requester}: {', '.join(r.devices)}" for r in requests) or "-"
+
+
+def render_boots(console: Console, done: BootsDone) -> None:
+    table = _table("placements", "instance", "flavor", "host", "NUMA cells", "vCPUs", "devices")
+    for vm in done.placed:
+        table.add_row(
+            vm.name,
+            vm.flavor,
+            vm.host or "-",
+            _cells(vm.cells),
+            _vcpus(vm.vcpus, vm.cells),
+            _requests(vm.requests),
+        )
+    console.print(table)
+    for vm in done.failed:
+        render_failure(console, vm)
+
+
+def render_failure(console: Console, vm: InstanceOut) -> None:
+    reason = vm.fault.message if vm.fault else "no reason given"
+    console.print(
+        f"[red]✗ {escape(vm.name)}[/] ({escape(vm.flavor)}) is in state [red]{vm.state}[/]: "
+        f"{escape(reason)}",
+        soft_wrap=True,
+    )
+    for line in vm.fault.details if vm.fault else ():
+        console.print(f"    - {escape(line)}", soft_wrap=True)
+
+
+def _usage(used: int, total: int) -> str:
+    if total == 0:
+        return "[dim]-[/]"
+    style = "green" if used == 0 else "red" if used >= total else "yellow"
+    return f"[{style}]{used}/{total}[/]"
+
+
+def _usage_cells(cell: CellUsage) -> list[str]:
+    return [
+        _usage(cell.vcpus_used, cell.cpus),
+        *(_usage(*cell.devices.get(kind, (0, 0))) for kind in DEVICE_KINDS),
+    ]
+
+
+def _usage_table(title: str, *keys: str) -> Table:
+    table = _table(title, *keys, "vCPUs", *DEVICE_KINDS)
+    for column in table.columns[len(keys) :]:
+        column.justify = "right"
+    return table
+
+
+def render_utilization(console: Console, usage: Utilization) -> None:
+    table = _usage_table("used/total per host and NUMA cell", "host", "cell")
+    for cell in usage.cells:
+        table.add_row(cell.host, str(cell.cell), *_usage_cells(cell))
+    console.print(table)
+    floating = ", ".join(f"{host} {n}" for host, n in usage.floating_vcpus.items() if n)
+    if floating:
+        console.print(f"  [dim]vCPUs of guests without a NUMA topology (floating): {floating}[/]")
+
+
+def render_explain(console: Console, explained: Explained) -> None:
+    result: ExplainOut = explained.explanation
+    chosen = result.chosen
+    if chosen is None:
+        console.print(f"  [red]no valid host[/]: {escape(result.sentence)}", soft_wrap=True)
+    else:
+        console.print(
+            f"  a new {escape(explained.name)} ({escape(result.flavor)}) would go to "
+            f"[bold]{escape(chosen.host)}[/], NUMA cells {_cells(chosen.cells)}, "
+            f"{escape(_requests(chosen.requests))} (a dry run: nothing is claimed)",
+            soft_wrap=True,
+        )
+    table = _table(f"{result.hosts} hosts, {result.passed} passed", "host", "outcome", "why")
+    for group in result.groups:
+        for outcome in group.examples:
+            verdict = "[green]passed[/]" if outcome.passed else f"[red]{outcome.stage}[/]"
+            why = outcome.message or ("chosen" if chosen and chosen.host == outcome.host else "")
+            table.add_row(outcome.host, verdict, escape(why or group.summary))
+    console.print(table)
+
+
+def render_delete(console: Console, deleted: Deleted) -> None:
+    vm = deleted.instance
+    console.print(f"  {escape(vm.name)} on {escape(vm.host or '-')} is now {vm.state}; freed:")
+    for device in deleted.freed:
+        console.print(f"    {escape(device.group)} {device.address}: now {escape(device.state)}")
+    table = _usage_table(f"{vm.host}: used/total before → after the delete", "cell")
+    after = {(c.host, c.cell): c for c in deleted.after.cells}
+    for cell in deleted.before.cells:
+        now = after.get((cell.host, cell.cell))
+        if cell.host == vm.host and now is not None:
+            changes = zip(_usage_cells(cell), _usage_cells(now), strict=True)
+            table.add_row(str(cell.cell), *(_change(b, a) for b, a in changes))
+    console.print(table)
+
+
+def _change(before: str, after: str) -> str:
+    return before if before == after else f"{before} → {after}"
+
+
+_RENDERERS: Mapping[type, Callable[[Console, Any], None]] = {
+    ControllerStarted: render_controller,
+    HostsReported: render_hosts,
+    GroupsCreated: render_groups,
+    FlavorsCreated: render_flavors,
+    BootsDone: render_boots,
+    Utilization: render_utilization,
+    Explained: render_explain,
+    Deleted: render_delete,
+}
