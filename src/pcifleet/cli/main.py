@@ -37,6 +37,11 @@ def _register() -> None:
     # Each area adds one line here: ``importlib.import_module("pcifleet.cli.<area>")
     # .register(app)`` (one line that passes ruff: no import inside the function).
     importlib.import_module("pcifleet.cli.host").register(app)
+    importlib.import_module("pcifleet.cli.demo").register(app)
+    importlib.import_module("pcifleet.cli.instances").register(app)
+    importlib.import_module("pcifleet.cli.controller").register(app)
+    importlib.import_module("pcifleet.cli.inventory").register(app)
+    importlib.import_module("pcifleet.cli.catalog").register(app)
 
 
 _register()
