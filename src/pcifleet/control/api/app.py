@@ -8,12 +8,17 @@ N``) imports in each worker process: it reads the settings once from the environ
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
 
 from pcifleet import __version__
 from pcifleet.control.api import errors, routes
@@ -21,6 +26,8 @@ from pcifleet.control.api.auth import AppState, AuthMode, attach_state
 from pcifleet.control.api.schemas.common import ErrorDocument
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.settings import settings_from_env
+
+log = logging.getLogger(__name__)
 
 #: environment variable the ``server`` command sets for its workers
 ENV_AUTH_MODE = "PCIFLEET_AUTH_MODE"
@@ -36,10 +43,13 @@ def create_app(
     *,
     auth_mode: AuthMode | str = AuthMode.TOKENS,
     extra_routes: Iterable[routes.Route] = (),
+    reap_heartbeats: bool = False,
 ) -> FastAPI:
     """The API over ``services``; ``auth_mode="single-user"`` disables authentication.
 
     ``extra_routes`` adds rows to :data:`routes.ROUTES` (for areas that build their own).
+    ``reap_heartbeats`` runs, while a server serves the app, a task that marks hosts down when
+    their heartbeats stop (every process may run it: the update is idempotent).
     """
     app = FastAPI(
         title="pcifleet",
@@ -47,12 +57,40 @@ def create_app(
         summary="PCI passthrough and SR-IOV devices across a fleet of virtualization hosts",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=_reaper(services) if reap_heartbeats else None,
     )
     attach_state(app, AppState(services, AuthMode(auth_mode)))
     errors.install(app)
     routes.install(app, (*routes.ROUTES, *extra_routes))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _reaper(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    interval = max(1.0, services.settings.heartbeat_timeout_s / 3)
+
+    async def reap_forever() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                down = await run_in_threadpool(services.inventory.mark_down_stale)
+            except errors.DATABASE_DOWN as exc:
+                log.warning("heartbeat check skipped, database unavailable: %s", type(exc).__name__)
+                continue
+            if down:
+                log.warning("hosts marked down (no heartbeat): %s", ", ".join(down))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(reap_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -81,4 +119,5 @@ def app_from_env() -> FastAPI:
     """The app of one server worker, from ``PCIFLEET_*`` variables (``uvicorn --factory``)."""
     settings = settings_from_env(os.environ)
     services = build_services(settings)
-    return create_app(services, auth_mode=os.environ.get(ENV_AUTH_MODE, AuthMode.TOKENS))
+    mode = os.environ.get(ENV_AUTH_MODE, AuthMode.TOKENS)
+    return create_app(services, auth_mode=mode, reap_heartbeats=True)
