@@ -1,0 +1,250 @@
+"""The demo scenario, run in-process into a fresh data directory, checked through the API.
+
+One run (module fixture) serves every check; afterwards the test reopens the controller over
+the demo's own database and asks the API what it holds, so the checks see what a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from pcifleet.client import AsgiApp, PcifleetClient
+from pcifleet.control.api.app import create_app
+from pcifleet.control.container import build_services
+from pcifleet.control.services.principal import Role
+from pcifleet.control.settings import settings_from_env, sqlite_url
+from pcifleet.domain.device import DeviceState
+from pcifleet.domain.errors import InvalidInput
+from pcifleet.sim.demo import (
+    DELETE_INSTANCE,
+    DEMO_BOOTS,
+    DEMO_PROFILES,
+    STEPS,
+    BootsDone,
+    ControllerStarted,
+    Deleted,
+    DemoContext,
+    DemoRun,
+    Explained,
+    HostsReported,
+    Step,
+    Utilization,
+    prepare_data_dir,
+    run_demo,
+    summary,
+)
+
+
+def _fresh_root() -> Path:
+    """On tmpfs when available: the demo writes thousands of small sysfs files."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="pcifleet-demo-test-", dir=base))
+
+
+@pytest.fixture(scope="module")
+def root() -> Iterator[Path]:
+    folder = _fresh_root()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def run(root: Path) -> DemoRun:
+    return run_demo(root / "data")
+
+
+@pytest.fixture(scope="module")
+def api(run: DemoRun) -> Iterator[PcifleetClient]:
+    """The API over the database the demo left behind (a new controller process would see
+    the same)."""
+    settings = settings_from_env({}, data_dir=run.data_dir, database_url=sqlite_url(run.data_dir))
+    services = build_services(settings)
+    _, token = services.tokens.create(Role.ADMIN, name="test")
+    with PcifleetClient.in_process(cast(AsgiApp, create_app(services)), token) as client:
+        yield client
+    services.close()
+
+
+def _boots(run: DemoRun) -> BootsDone:
+    boots = run.results["boots"]
+    assert isinstance(boots, BootsDone)
+    return boots
+
+
+def test_every_step_ran_in_order_with_its_record(run: DemoRun) -> None:
+    assert list(run.results) == [step.key for step in STEPS]
+    started = run.results["controller"]
+    assert isinstance(started, ControllerStarted)
+    assert started.auth_mode == "tokens"
+    assert started.database_url == sqlite_url(run.data_dir)
+    assert (run.data_dir / "pcifleet.db").is_file()
+
+
+def test_hosts_are_reported_through_agent_tokens_with_two_numa_cells(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    reported = run.results["hosts"]
+    assert isinstance(reported, HostsReported)
+    assert [h.profile for h in reported.hosts] == list(DEMO_PROFILES)
+    agents = {t.host for t in api.list_tokens() if t.role == "agent"}
+    assert agents == {h.name for h in reported.hosts}
+    for host in reported.hosts:
+        detail = api.show_host(host.name)
+        assert len(detail.cells) == 2
+        assert len(detail.devices) == host.assignable == host.added
+        assert (host.root / "sys" / "bus" / "pci" / "devices").is_dir()
+
+
+def test_the_management_nic_is_excluded_and_never_reported(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    reported = run.results["hosts"]
+    assert isinstance(reported, HostsReported)
+    x710 = next(h for h in reported.hosts if h.profile == "demo-nfv-x710-qat")
+    assert x710.excluded == ("0000:11:00.0 (eno1)",)
+    addresses = {d.address for d in api.list_devices(host=x710.name)}
+    assert "0000:11:00.0" not in addresses
+
+
+def test_placed_instances_hold_distinct_devices_in_the_api(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    boots = _boots(run)
+    assert len(boots.placed) == len(DEMO_BOOTS) - 1
+    seen: set[tuple[str | None, str]] = set()
+    for vm in boots.placed:
+        assert vm.host is not None
+        mine = {(vm.host, a) for r in vm.requests for a in r.devices}
+        assert len(mine) == sum(r.count for r in vm.requests)
+        assert not mine & seen, f"{vm.name} shares a device"
+        seen |= mine
+        if vm.name == DELETE_INSTANCE:
+            continue
+        held = api.list_devices(instance_id=vm.id)
+        assert {(d.host, d.address) for d in held} == mine
+        assert {d.state for d in held} <= {DeviceState.ALLOCATED}
+
+
+def test_the_unplaceable_boot_is_in_error_with_an_actionable_reason(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    (failed,) = _boots(run).failed
+    assert failed.name == "train-huge"
+    stored = api.show_instance(failed.id)
+    assert stored.state == "error"
+    assert stored.fault is not None
+    assert stored.fault.code == "pcifleet.schedule.no_valid_host"
+    assert "on one NUMA node under policy required" in stored.fault.message
+    assert not any(r.devices for r in stored.requests)
+
+
+def test_explain_chooses_a_host_and_claims_nothing(run: DemoRun, api: PcifleetClient) -> None:
+    explained = run.results["explain"]
+    assert isinstance(explained, Explained)
+    result = explained.explanation
+    assert result.chosen is not None
+    assert result.hosts == len(DEMO_PROFILES)
+    assert sum(len(g.examples) for g in result.groups) == result.hosts
+    chosen = {a for r in result.chosen.requests for a in r.devices}
+    states = {d.address: d.state for d in api.list_devices(host=result.chosen.host)}
+    assert chosen and all(states[a] is DeviceState.AVAILABLE for a in chosen)
+    assert all(vm.name != explained.name for vm in api.list_instances())
+
+
+def test_delete_frees_the_devices(run: DemoRun, api: PcifleetClient) -> None:
+    deleted = run.results["delete"]
+    assert isinstance(deleted, Deleted)
+    assert deleted.instance.name == DELETE_INSTANCE
+    assert deleted.instance.state == "deleted"
+    assert deleted.freed and {f.state for f in deleted.freed} == {"available"}
+    states = {d.address: d.state for d in api.list_devices(host=deleted.instance.host)}
+    assert all(states[f.address] is DeviceState.AVAILABLE for f in deleted.freed)
+    assert _used(deleted.after, "GPUs") == _used(deleted.before, "GPUs") - len(deleted.freed)
+    assert _vcpus(deleted.after) == _vcpus(deleted.before) - deleted.instance.vcpus
+
+
+def _used(usage: Utilization, kind: str) -> int:
+    return sum(cell.devices[kind][0] for cell in usage.cells)
+
+
+def _vcpus(usage: Utilization) -> int:
+    return sum(cell.vcpus_used for cell in usage.cells)
+
+
+def test_utilization_counts_what_the_placements_hold(run: DemoRun) -> None:
+    usage = run.results["utilization"]
+    assert isinstance(usage, Utilization)
+    placed = _boots(run).placed
+    pinned = sum(c.vcpus for vm in placed for c in vm.cells)
+    floating = sum(vm.vcpus for vm in placed if not vm.cells)
+    assert _vcpus(usage) == pinned
+    assert sum(usage.floating_vcpus.values()) == floating
+    gpus = sum(r.count for vm in placed for r in vm.requests if r.requester == "gpu")
+    assert _used(usage, "GPUs") == gpus
+    assert len(usage.cells) == 2 * len(DEMO_PROFILES)
+
+
+def test_summary_is_plain_json(run: DemoRun) -> None:
+    document = json.loads(json.dumps(summary(run)))
+    assert document["data_dir"] == str(run.data_dir)
+    assert len(document["placements"]) == len(_boots(run).placed)
+    assert document["failures"][0]["code"] == "pcifleet.schedule.no_valid_host"
+    assert document["delete"]["instance"] == DELETE_INSTANCE
+    assert set(document["utilization"]) == {"before_delete", "after_delete"}
+
+
+def test_a_new_step_slots_in(root: Path) -> None:
+    seen: list[str] = []
+
+    def extra(ctx: DemoContext) -> str:
+        seen.append(ctx.admin.health().status)
+        return "ports would go here"
+
+    steps = (STEPS[0], Step("extra", "An extra step", extra))
+    result = run_demo(root / "slot", steps=steps)
+    assert result.results["extra"] == "ports would go here"
+    assert seen == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("prepare", "fresh"),
+    [
+        (lambda p: None, True),
+        (lambda p: p.mkdir(), True),
+        (lambda p: (p.mkdir(), (p / "pcifleet.db").write_text("")), False),
+        (lambda p: p.write_text("a file"), False),
+    ],
+    ids=["absent", "empty", "not-empty", "a-file"],
+)
+def test_data_dir_must_be_fresh(
+    tmp_path: Path, prepare: Callable[[Path], object], fresh: bool
+) -> None:
+    target = tmp_path / "data"
+    prepare(target)
+    if fresh:
+        assert prepare_data_dir(target) == target.resolve()
+        assert target.is_dir()
+    else:
+        with pytest.raises(InvalidInput) as caught:
+            prepare_data_dir(target)
+        assert caught.value.fields["field"] == "data_dir"
+        assert "new or empty directory" in str(caught.value)
+
+
+def test_default_data_dir_is_a_new_temporary_directory() -> None:
+    first, second = prepare_data_dir(None), prepare_data_dir(None)
+    try:
+        assert first != second
+        assert not any(first.iterdir())
+    finally:
+        first.rmdir()
+        second.rmdir()
