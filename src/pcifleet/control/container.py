@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pcifleet.control.db.engine import create_db_engine, make_sessionmaker, migrate
 from pcifleet.control.services.flavors import FlavorService
 from pcifleet.control.services.groups import GroupService
-from pcifleet.control.services.inventory import InventoryService
 from pcifleet.control.services.instances import InstanceService, instance_service
+from pcifleet.control.services.inventory import InventoryService
 from pcifleet.control.services.tokens import TokenService
 from pcifleet.control.settings import Settings
 
