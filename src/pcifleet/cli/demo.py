@@ -64,11 +64,18 @@ def demo_command(data_dir: DataDir = None, as_json: AsJson = False) -> None:
     with failures(out):
         chosen = prepare_data_dir(data_dir)
         if as_json:
+            out.note(f"pcifleet demo: data directory {chosen} (fresh)")
             typer.echo(json.dumps(summary(run_demo(chosen, QuietView())), indent=2))
             return
         view = RichView(out.console)
         view.intro(chosen)
-        view.outro(run_demo(chosen, view))
+        try:
+            view.outro(run_demo(chosen, view))
+        except KeyboardInterrupt:
+            out.errors.print(f"interrupted; what was done so far stays in {chosen}")
+            raise typer.Exit(130) from None
+        finally:
+            view.stop()
 
 
 # --- the Rich view ---------------------------------------------------------------------------
@@ -93,10 +100,14 @@ class RichView:
         if self._status is not None:
             self._status.update(escape(message) + " ...")
 
-    def finished(self, step: Step, result: object, seconds: float) -> None:
+    def stop(self) -> None:
+        """Stop the spinner (also when a step failed, before the error is printed)."""
         if self._status is not None:
             self._status.stop()
             self._status = None
+
+    def finished(self, step: Step, result: object, seconds: float) -> None:
+        self.stop()
         self.console.print()
         self.console.print(f"[green]✓[/] [bold]{escape(step.title)}[/] [dim]({seconds:.2f} s)[/]")
         render = _RENDERERS.get(type(result))
