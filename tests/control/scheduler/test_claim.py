@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import GPU, Kit
+from sched_kit import GPU, Kit
 from sqlalchemy import select
 
 from pcifleet.control.db.models import DeviceRow, HostRow

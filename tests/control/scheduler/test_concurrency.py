@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 
-from conftest import Kit, KitFactory
+from sched_kit import Kit, KitFactory
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 

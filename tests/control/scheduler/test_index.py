@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from conftest import cells, host_devices
+from sched_kit import cells, host_devices
 
 from pcifleet.control.scheduler.hostload import HostHead
 from pcifleet.control.scheduler.index import CandidateIndex

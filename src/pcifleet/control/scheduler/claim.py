@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
-from pcifleet.control.db.models import DeviceRow
+from pcifleet.control.db.models import Base, utcnow
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import DeviceState
 from pcifleet.domain.errors import ConcurrentUpdate
@@ -70,18 +69,20 @@ def write_device_changes(session: Session, host_id: str, changes: Iterable[Devic
         key = (change.before, change.after, change.owner, change.request_id)
         groups.setdefault(key, []).append(str(change.address))
     written = 0
+    connection = session.connection()
     for (before, after, owner, request_id), addresses in groups.items():
-        result = session.execute(
-            update(DeviceRow)
-            .where(
-                DeviceRow.host_id == host_id,
-                DeviceRow.address.in_(addresses),
-                DeviceRow.state == before.value,
-            )
-            .values(state=after.value, instance_id=owner, request_id=request_id)
-            .execution_options(synchronize_session=False)
+        result = connection.execute(
+            _UPDATE,
+            {
+                "b_host": host_id,
+                "b_addresses": addresses,
+                "b_before": before.value,
+                "b_after": after.value,
+                "b_owner": owner,
+                "b_request": request_id,
+                "b_now": utcnow(),
+            },
         )
-        assert isinstance(result, CursorResult)
         if result.rowcount != len(addresses):
             raise ConcurrentUpdate(
                 f"host {host_id}: {len(addresses) - result.rowcount} of {len(addresses)} "
@@ -90,3 +91,21 @@ def write_device_changes(session: Session, host_id: str, changes: Iterable[Devic
             )
         written += result.rowcount
     return written
+
+
+_DEVICES = Base.metadata.tables["devices"]
+#: built once (Core): the claim path runs it for every boot and delete
+_UPDATE = (
+    update(_DEVICES)
+    .where(
+        _DEVICES.c.host_id == bindparam("b_host"),
+        _DEVICES.c.address.in_(bindparam("b_addresses", expanding=True)),
+        _DEVICES.c.state == bindparam("b_before"),
+    )
+    .values(
+        state=bindparam("b_after"),
+        instance_id=bindparam("b_owner"),
+        request_id=bindparam("b_request"),
+        updated_at=bindparam("b_now"),
+    )
+)

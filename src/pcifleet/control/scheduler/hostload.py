@@ -22,11 +22,11 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from pcifleet.control.db.fleet import iter_fleet
-from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow
+from pcifleet.control.db.models import Base, DeviceRow, HostRow, InstanceRow
 from pcifleet.control.db.records import HostState as Liveness
 from pcifleet.control.db.repo import cells_from_json
 from pcifleet.control.scheduler.codec import LIVE_STATES, placement_from_json
@@ -58,12 +58,15 @@ def _schedulable(state: str, disabled: bool) -> bool:
     return state == Liveness.UP.value and not disabled
 
 
+_HOSTS = Base.metadata.tables["hosts"]
+#: built once: Core statements skip the ORM's per-call compilation (a claim runs it per host)
+_HEAD = select(
+    _HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation, _HOSTS.c.state, _HOSTS.c.disabled
+).where(_HOSTS.c.id == bindparam("host_id"))
+
+
 def read_head(session: Session, host_id: str) -> HostHead | None:
-    row = session.execute(
-        select(HostRow.id, HostRow.name, HostRow.generation, HostRow.state, HostRow.disabled)
-        .where(HostRow.id == host_id)
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    row = session.connection().execute(_HEAD, {"host_id": host_id}).one_or_none()
     if row is None:
         return None
     return HostHead(row[0], row[1], row[2], _schedulable(row[3], row[4]))

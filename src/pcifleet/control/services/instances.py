@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.models import (
     NAME_LENGTH,
+    Base,
     DeviceGroupRow,
     GroupQuotaRow,
     HostRow,
@@ -258,8 +259,9 @@ class _BootWriter:
             check_quotas(session, self.project, wanted)
 
     def _insert(self, session: Session, **values: Any) -> None:
-        session.execute(
-            insert(InstanceRow).values(
+        session.connection().execute(
+            _INSERT,
+            dict(
                 id=self.instance_id,
                 name=self.name,
                 project=self.project,
@@ -269,8 +271,9 @@ class _BootWriter:
                 generation=0,
                 created_at=self.now,
                 updated_at=self.now,
+                deleted_at=None,
                 **values,
-            )
+            ),
         )
 
     def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
@@ -290,6 +293,10 @@ class _BootWriter:
             placement=None,
             fault=_fault_json(no_valid_host(summary)),
         )
+
+
+#: built once (Core): every boot writes one instance row
+_INSERT = insert(Base.metadata.tables["instances"])
 
 
 def no_valid_host(summary: Summary) -> Fault:
