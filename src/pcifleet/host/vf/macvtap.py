@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from pcifleet.domain.errors import InvalidInput, MacvtapError
-from pcifleet.host.vf.model import is_multicast, normalize_mac
+from pcifleet.host.vf.model import is_multicast, is_valid_ifname, normalize_mac
 from pcifleet.host.vf.netlink import run_in_netns
 
 #: Linux IFNAMSIZ (16) minus the terminating NUL
@@ -32,7 +31,6 @@ MIN_MTU: Final = 68
 MAX_MTU: Final = 65535
 PASSTHROUGH: Final = "passthru"
 _IFF_UP: Final = 0x1
-_IFNAME: Final = re.compile(r"[^\s/:]{1,15}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +50,7 @@ class MacvtapLink:
 
 def check_ifname(value: str, field: str) -> str:
     """A Linux interface name: 1..15 characters, no blanks, ``/`` or ``:``, not ``.``/``..``."""
-    if not isinstance(value, str) or not _IFNAME.fullmatch(value) or value in (".", ".."):
+    if not is_valid_ifname(value):
         raise InvalidInput(
             f"{field} {value!r} is not a valid interface name (1..{MAX_IFNAME} characters, "
             "no blanks, '/' or ':')",

@@ -30,6 +30,8 @@ MAX_VLAN_QOS: Final = 7
 MAX_RATE_MBPS: Final = 0xFFFFFFFF
 ZERO_MAC: Final = "00:00:00:00:00:00"
 
+#: a Linux interface name: 1..15 characters (IFNAMSIZ 16 with the NUL), no blanks, '/' or ':'
+_IFNAME: Final = re.compile(r"[^\s/:]{1,15}")
 _MAC: Final = re.compile(r"[0-9a-fA-F]{2}([:-])(?:[0-9a-fA-F]{2}\1){4}[0-9a-fA-F]{2}")
 
 
@@ -115,6 +117,11 @@ def normalize_mac(value: object, field: str = "mac") -> str:
             rule="format",
         )
     return value.strip().lower().replace("-", ":")
+
+
+def is_valid_ifname(value: object) -> bool:
+    """Whether the kernel would accept ``value`` as an interface name."""
+    return isinstance(value, str) and bool(_IFNAME.fullmatch(value)) and value not in (".", "..")
 
 
 def is_multicast(mac: str) -> bool:
