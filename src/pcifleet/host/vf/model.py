@@ -265,14 +265,14 @@ class VfSettings:
     def fields(self) -> tuple[VfField, ...]:
         """The fields this request writes, in write order."""
         given = {
-            VfField.MAC: self.mac,
-            VfField.VLAN: self.vlan,
-            VfField.RATE: (self.min_tx_rate, self.max_tx_rate) != (None, None) or None,
-            VfField.SPOOFCHK: self.spoofchk,
-            VfField.TRUST: self.trust,
-            VfField.LINK_STATE: self.link_state,
+            VfField.MAC: self.mac is not None,
+            VfField.VLAN: self.vlan is not None,
+            VfField.RATE: self.min_tx_rate is not None or self.max_tx_rate is not None,
+            VfField.SPOOFCHK: self.spoofchk is not None,
+            VfField.TRUST: self.trust is not None,
+            VfField.LINK_STATE: self.link_state is not None,
         }
-        return tuple(field for field in WRITE_ORDER if given[field] is not None)
+        return tuple(field for field in WRITE_ORDER if given[field])
 
 
 def target_state(current: VfState, desired: VfSettings) -> VfState:
