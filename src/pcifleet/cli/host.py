@@ -175,6 +175,14 @@ def function_entry(
 # ---------------------------------------------------------------------- table
 
 
+def _page_size(size_kb: int) -> str:
+    """``2048`` -> ``2 MiB``, ``1048576`` -> ``1 GiB``."""
+    for unit, scale in (("GiB", 1 << 20), ("MiB", 1 << 10)):
+        if size_kb >= scale and size_kb % scale == 0:
+            return f"{size_kb // scale} {unit}"
+    return f"{size_kb} KiB"
+
+
 def render(
     console: Console,
     result: HostScan,
@@ -184,7 +192,9 @@ def render(
 ) -> None:
     console.print(_summary(result, root))
     for cell in result.numa_cells:
-        pages = ", ".join(f"{p.total}x{p.size_kb}kB ({p.free} free)" for p in cell.hugepages)
+        pages = ", ".join(
+            f"{_page_size(p.size_kb)}: {p.free}/{p.total} free" for p in cell.hugepages
+        )
         socket = "?" if cell.socket is None else cell.socket
         console.print(
             f"  NUMA node {cell.id}: socket {socket}, CPUs {_cpus(cell.cpus)}, "
