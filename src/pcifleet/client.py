@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -44,6 +44,14 @@ from pcifleet.control.api.schemas.hosts import (
     HostUpdate,
     InventoryIn,
     ReportOut,
+)
+from pcifleet.control.api.schemas.instances import (
+    BootIn,
+    ExplainIn,
+    ExplainOut,
+    InstanceList,
+    InstanceOut,
+    PortIn,
 )
 from pcifleet.control.api.schemas.tokens import TokenCreate, TokenCreated, TokenList, TokenOut
 from pcifleet.domain import errors
@@ -303,6 +311,46 @@ class PcifleetClient(BaseClient):
 
     def delete_flavor(self, name: str) -> None:
         self.request("DELETE", f"/v1/flavors/{_seg(name)}")
+
+    # -- instances ------------------------------------------------------------------------
+
+    def boot(
+        self,
+        name: str,
+        flavor: str,
+        *,
+        project: str | None = None,
+        ports: Sequence[PortIn] = (),
+    ) -> InstanceOut:
+        """Boot; an instance that cannot be placed comes back in state ``error`` with a fault."""
+        body = BootIn(name=name, flavor=flavor, project=project, ports=list(ports))
+        return self._send(InstanceOut, "POST", "/v1/instances", body)
+
+    def list_instances(
+        self, *, project: str | None = None, include_deleted: bool = False
+    ) -> list[InstanceOut]:
+        params: dict[str, Any] = {"project": project}
+        if include_deleted:
+            params["include_deleted"] = "true"
+        return self._get(InstanceList, "/v1/instances", **params).instances
+
+    def show_instance(self, instance_id: str) -> InstanceOut:
+        return self._get(InstanceOut, f"/v1/instances/{_seg(instance_id)}")
+
+    def delete_instance(self, instance_id: str) -> InstanceOut:
+        return self._send(InstanceOut, "DELETE", f"/v1/instances/{_seg(instance_id)}", None)
+
+    def explain(
+        self,
+        flavor: str,
+        *,
+        project: str | None = None,
+        ports: Sequence[PortIn] = (),
+        examples: int = 3,
+    ) -> ExplainOut:
+        """A dry-run boot: the host it would get and every host's outcome; claims nothing."""
+        body = ExplainIn(flavor=flavor, project=project, ports=list(ports), examples=examples)
+        return self._send(ExplainOut, "POST", "/v1/instances/explain", body)
 
     # -- tokens ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 
-from pcifleet.control.api.routes import devices, flavors, groups, health, hosts, tokens
+from pcifleet.control.api.routes import devices, flavors, groups, health, hosts, instances, tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/flavors", flavors.create, 201),
     Route("GET", "/v1/flavors/{name}", flavors.show),
     Route("DELETE", "/v1/flavors/{name}", flavors.delete, 204),
+    Route("GET", "/v1/instances", instances.list_instances),
+    Route("POST", "/v1/instances", instances.boot, 201),
+    Route("POST", "/v1/instances/explain", instances.explain),
+    Route("GET", "/v1/instances/{instance_id}", instances.show),
+    Route("DELETE", "/v1/instances/{instance_id}", instances.delete),
 )
 
 
