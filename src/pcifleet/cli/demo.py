@@ -9,6 +9,7 @@ failures, the explanation, the delete, utilization before and after).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -118,13 +119,24 @@ class RichView:
         self.console.print()
         self.console.rule(f"[bold]done in {run.seconds:.1f} s[/]")
         where = escape(str(run.data_dir))
+        me = escape(_program())
         self.console.print(
             f"The database and the simulated hosts' sysfs trees stay in {where}. Explore:\n"
-            f"  pcifleet host scan --sysfs-root {where}/hosts/gpu-a100-01\n"
-            f"  pcifleet server --data-dir {where} --single-user   "
-            "# then, in another shell: pcifleet list",
+            f"  {me} host scan --sysfs-root {where}/hosts/gpu-a100-01\n"
+            f"  {me} server --data-dir {where} --single-user   "
+            f"# then, in another shell: {me} list",
             soft_wrap=True,
         )
+
+
+def _program() -> str:
+    """The command as the user ran it (``.venv/bin/pcifleet`` from scripts/demo.sh)."""
+    invoked = Path(sys.argv[0] if sys.argv else "")
+    if invoked.name != "pcifleet":
+        return "pcifleet"
+    if invoked.is_absolute() and invoked.is_relative_to(Path.cwd()):
+        return str(invoked.relative_to(Path.cwd()))
+    return str(invoked)
 
 
 def _table(title: str, *columns: str) -> Table:
