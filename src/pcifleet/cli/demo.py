@@ -202,11 +202,21 @@ def _vcpus(vcpus: int, cells: list[CellOut]) -> str:
 
 
 def _requests(requests: list[RequestOut]) -> str:
-    return "\n".join(f"{r.requester}: {', '.join(r.devices)}" for r in requests) or "-"
+    return "; ".join(f"{r.requester}: {', '.join(r.devices)}" for r in requests) or "-"
+
+
+def _device_lines(requests: list[RequestOut]) -> str:
+    """One address per line, the group named on its first: narrow enough for 80 columns."""
+    lines = [
+        f"{r.requester if i == 0 else ' ' * len(r.requester)} {address}"
+        for r in requests
+        for i, address in enumerate(r.devices)
+    ]
+    return "\n".join(lines) or "-"
 
 
 def render_boots(console: Console, done: BootsDone) -> None:
-    table = _table("placements", "instance", "flavor", "host", "NUMA cells", "vCPUs", "devices")
+    table = _table("placements", "instance", "flavor", "host", "cells", "vCPUs", "devices")
     for vm in done.placed:
         table.add_row(
             vm.name,
@@ -214,7 +224,7 @@ def render_boots(console: Console, done: BootsDone) -> None:
             vm.host or "-",
             _cells(vm.cells),
             _vcpus(vm.vcpus, vm.cells),
-            _requests(vm.requests),
+            _device_lines(vm.requests),
         )
     console.print(table)
     for vm in done.failed:
@@ -260,7 +270,10 @@ def render_utilization(console: Console, usage: Utilization) -> None:
     console.print(table)
     floating = ", ".join(f"{host} {n}" for host, n in usage.floating_vcpus.items() if n)
     if floating:
-        console.print(f"  [dim]vCPUs of guests without a NUMA topology (floating): {floating}[/]")
+        console.print(
+            f"  [dim]floating vCPUs (guests without a NUMA topology): {floating}[/]",
+            soft_wrap=True,
+        )
 
 
 def render_explain(console: Console, explained: Explained) -> None:
