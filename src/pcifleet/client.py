@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from pcifleet.control.api.schemas.agent import DesiredStateOut
 from pcifleet.control.api.schemas.devices import DeviceList, DeviceOut
 from pcifleet.control.api.schemas.flavors import FlavorCreate, FlavorList, FlavorOut
 from pcifleet.control.api.schemas.groups import (
@@ -252,6 +253,10 @@ class PcifleetClient(BaseClient):
 
     def heartbeat(self, host: str) -> HostOut:
         return self._send(HostOut, "POST", f"/v1/hosts/{_seg(host)}/heartbeat", None)
+
+    def desired_state(self, host: str) -> DesiredStateOut:
+        """The live instances placed on ``host`` and their devices (what its agent applies)."""
+        return self._get(DesiredStateOut, f"/v1/hosts/{_seg(host)}/desired")
 
     def set_host_disabled(self, host: str, disabled: bool, reason: str | None = None) -> HostOut:
         body = HostUpdate(disabled=disabled, reason=reason)

@@ -37,7 +37,7 @@ from pcifleet.control.api.app import create_app
 from pcifleet.control.api.schemas.devices import DeviceOut
 from pcifleet.control.api.schemas.flavors import FlavorCreate, FlavorOut
 from pcifleet.control.api.schemas.groups import GroupCreate, GroupOut
-from pcifleet.control.api.schemas.hosts import HostDetailOut, InventoryIn
+from pcifleet.control.api.schemas.hosts import HostDetailOut
 from pcifleet.control.api.schemas.instances import ExplainOut, InstanceOut
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.services.principal import Role
@@ -45,13 +45,13 @@ from pcifleet.control.settings import settings_from_env, sqlite_url
 from pcifleet.domain.device import DeviceState, DeviceType
 from pcifleet.domain.errors import InvalidInput
 from pcifleet.domain.spec import SpecList, parse_spec_list
+from pcifleet.host.agent import inventory_of
 from pcifleet.host.discovery import scan
 from pcifleet.host.model import PciFunction
 from pcifleet.host.pciclass import DeviceKind as PciKind
 from pcifleet.host.pciclass import PciClass
 from pcifleet.host.qualify import QualifiedScan, qualify
 from pcifleet.host.sysfs import SysfsReader
-from pcifleet.sim.catalogue import find_by_ids
 from pcifleet.sim.profile import load_shipped
 from pcifleet.sim.sysfs_builder import build_tree
 
@@ -419,51 +419,6 @@ def simulate_host(ctx: DemoContext, profile_name: str) -> SimulatedHost:
 def _named(function: PciFunction) -> str:
     names = ", ".join(function.netdev_names)
     return f"{function.address} ({names})" if names else str(function.address)
-
-
-def inventory_of(qualified: QualifiedScan, generation: int) -> InventoryIn:
-    """The report body: the assignable devices with their tags, and the NUMA cells."""
-    labels = {v.function.address: device_label(v.function) for v in qualified.verdicts}
-    devices = [
-        {
-            "address": str(d.address),
-            "vendor_id": d.vendor_id,
-            "product_id": d.product_id,
-            "dev_type": d.dev_type.value,
-            "class_code": d.class_code,
-            "numa_node": d.numa_node,
-            "parent": None if d.parent is None else str(d.parent),
-            "vf_index": d.vf_index,
-            "driver": d.driver,
-            "netdevs": list(d.netdevs),
-            "tags": dict(d.tags),
-            "label": labels[d.address],
-        }
-        for d in qualified.assignable()
-    ]
-    cells = [
-        {
-            "id": c.id,
-            "socket": c.socket,
-            "cpus": sorted(c.cpus),
-            "memory_mb": c.memory_mb,
-            "hugepages": [
-                {"size_kb": h.size_kb, "total": h.total, "free": h.free} for h in c.hugepages
-            ],
-        }
-        for c in qualified.scan.numa_cells
-    ]
-    return InventoryIn.model_validate(
-        {"generation": generation, "devices": devices, "cells": cells}
-    )
-
-
-def device_label(function: PciFunction) -> str:
-    """The device's human name: pci.ids when installed, else the simulator's catalogue."""
-    if function.device_name:
-        return function.device_name
-    model = find_by_ids(int(function.vendor_id, 16), int(function.device_id, 16))
-    return model.description if model else f"{function.vendor_id}:{function.device_id}"
 
 
 def inventory_lines(qualified: QualifiedScan) -> tuple[str, ...]:

@@ -15,7 +15,16 @@ from typing import Any
 
 from fastapi import FastAPI, Response
 
-from pcifleet.control.api.routes import devices, flavors, groups, health, hosts, instances, tokens
+from pcifleet.control.api.routes import (
+    agent,
+    devices,
+    flavors,
+    groups,
+    health,
+    hosts,
+    instances,
+    tokens,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/v1/hosts/{host}", hosts.update),
     Route("PUT", "/v1/hosts/{host}/inventory", hosts.report),
     Route("POST", "/v1/hosts/{host}/heartbeat", hosts.heartbeat),
+    Route("GET", "/v1/hosts/{host}/desired", agent.desired),
     Route("GET", "/v1/devices", devices.list_devices),
     Route("GET", "/v1/devices/{device_id}", devices.show),
     Route("POST", "/v1/devices/{device_id}/reserve", devices.reserve),

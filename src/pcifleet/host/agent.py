@@ -1,0 +1,363 @@
+"""The host agent: discover, qualify, report, and apply the controller's desired state.
+
+One agent runs per hypervisor (``pcifleet agent``). Each cycle it rescans sysfs, reports the
+full inventory when the rescan found a difference (else it sends a heartbeat), then reads the
+desired state of its host and reconciles it through an :class:`Applier`. It never decides
+placement and keeps no local state that could diverge from the controller's database: after a
+crash or restart the first cycle reports what it finds and re-applies what the controller
+says, so no allocation is lost or applied twice.
+
+Failures are classified once (:func:`Agent.cycle`): a scan that fails or a controller that
+cannot be reached is logged and retried next cycle; a 409 ``pcifleet.concurrent_update`` on a
+report re-reads the host's generation and retries; a controller that rejects the token
+(401/403) stops the agent with :data:`EXIT_REFUSED`, because retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from pcifleet.client import PcifleetClient
+from pcifleet.control.api.schemas.agent import DesiredInstanceOut
+from pcifleet.control.api.schemas.hosts import InventoryIn
+from pcifleet.domain.errors import (
+    ConcurrentUpdate,
+    Forbidden,
+    PcifleetError,
+    Unauthorized,
+)
+from pcifleet.domain.spec import SpecList
+from pcifleet.host.model import PciFunction
+from pcifleet.host.qualify import QualifiedScan, qualify
+from pcifleet.host.rescan import Rescanner, ScanDiff
+from pcifleet.sim.catalogue import find_by_ids
+
+log = logging.getLogger("pcifleet.agent")
+
+#: the agent stopped normally (signal, or ``--once`` done)
+EXIT_OK: Final = 0
+#: ``--once`` could not finish a cycle (scan or controller failure)
+EXIT_FAILED: Final = 3
+#: the controller rejected the token (401/403): a configuration error, not retried
+EXIT_REFUSED: Final = 4
+
+#: how many times a report is retried after a 409 before the next cycle tries again
+REPORT_ATTEMPTS: Final = 3
+
+
+class AgentRefused(Exception):
+    """The controller rejected this agent's token; the message says what to fix."""
+
+
+# --- the report body ------------------------------------------------------------------------
+
+
+def device_label(function: PciFunction) -> str:
+    """The device's human name: pci.ids when installed, else the simulator's catalogue."""
+    if function.device_name:
+        return function.device_name
+    model = find_by_ids(int(function.vendor_id, 16), int(function.device_id, 16))
+    return model.description if model else f"{function.vendor_id}:{function.device_id}"
+
+
+def inventory_of(qualified: QualifiedScan, generation: int) -> InventoryIn:
+    """The report body: the assignable devices with their tags, and the NUMA cells."""
+    labels = {v.function.address: device_label(v.function) for v in qualified.verdicts}
+    devices = [
+        {
+            "address": str(d.address),
+            "vendor_id": d.vendor_id,
+            "product_id": d.product_id,
+            "dev_type": d.dev_type.value,
+            "class_code": d.class_code,
+            "numa_node": d.numa_node,
+            "parent": None if d.parent is None else str(d.parent),
+            "vf_index": d.vf_index,
+            "driver": d.driver,
+            "netdevs": list(d.netdevs),
+            "tags": dict(d.tags),
+            "label": labels[d.address],
+        }
+        for d in qualified.assignable()
+    ]
+    cells = [
+        {
+            "id": c.id,
+            "socket": c.socket,
+            "cpus": sorted(c.cpus),
+            "memory_mb": c.memory_mb,
+            "hugepages": [
+                {"size_kb": h.size_kb, "total": h.total, "free": h.free} for h in c.hugepages
+            ],
+        }
+        for c in qualified.scan.numa_cells
+    ]
+    return InventoryIn.model_validate(
+        {"generation": generation, "devices": devices, "cells": cells}
+    )
+
+
+# --- applying the desired state -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plugged:
+    """What an applier found or made on the host for one instance."""
+
+    instance_id: str
+    name: str
+    devices: tuple[str, ...]
+
+    @classmethod
+    def of(cls, instance: DesiredInstanceOut) -> Plugged:
+        return cls(instance.id, instance.name, tuple(sorted(d.address for d in instance.devices)))
+
+
+class Applier(Protocol):
+    """The host side of the desired state. VF configuration and hypervisor plugging implement
+    it later; :meth:`found` reads the host's real state so a restarted agent reconciles."""
+
+    def found(self) -> dict[str, Plugged]: ...
+
+    def plug(self, instance: Plugged) -> None: ...
+
+    def unplug(self, instance: Plugged) -> None: ...
+
+
+@dataclass
+class RecordingApplier:
+    """Plugs nothing: it logs and remembers what it would do (the agent's default until the
+    hypervisor driver arrives). ``calls`` lists ``("plug"|"unplug", instance id)`` in order."""
+
+    plugged: dict[str, Plugged] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def found(self) -> dict[str, Plugged]:
+        return dict(self.plugged)
+
+    def plug(self, instance: Plugged) -> None:
+        log.info(
+            "would plug instance %s (%s) devices %s",
+            instance.instance_id,
+            instance.name,
+            ",".join(instance.devices) or "-",
+        )
+        self.plugged[instance.instance_id] = instance
+        self.calls.append(("plug", instance.instance_id))
+
+    def unplug(self, instance: Plugged) -> None:
+        log.info("would unplug instance %s (%s)", instance.instance_id, instance.name)
+        self.plugged.pop(instance.instance_id, None)
+        self.calls.append(("unplug", instance.instance_id))
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What one reconcile did: instances plugged and unplugged (ids)."""
+
+    plugged: tuple[str, ...] = ()
+    unplugged: tuple[str, ...] = ()
+
+
+def reconcile(applier: Applier, desired: Iterable[DesiredInstanceOut]) -> Reconciliation:
+    """Make the host match ``desired``: unplug what is not wanted (or changed), plug what is
+    missing. Applying the same desired state twice does nothing the second time."""
+    wanted = {i.id: Plugged.of(i) for i in desired}
+    found = applier.found()
+    stale = [p for key, p in sorted(found.items()) if wanted.get(key) != p]
+    for instance in stale:
+        applier.unplug(instance)
+    keep = {key for key, p in found.items() if wanted.get(key) == p}
+    missing = [p for key, p in sorted(wanted.items()) if key not in keep]
+    for instance in missing:
+        applier.plug(instance)
+    return Reconciliation(
+        tuple(p.instance_id for p in missing), tuple(p.instance_id for p in stale)
+    )
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    host: str
+    specs: SpecList
+    interval: float = 10.0
+    #: every this many cycles the rescan drops its cache of static facts
+    full_rescan_every: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class CycleResult:
+    """One cycle: whether it reported, heartbeated, and what the reconcile did."""
+
+    ok: bool
+    reported: bool = False
+    heartbeat: bool = False
+    reconciled: Reconciliation = Reconciliation()
+
+
+class Agent:
+    """One host's agent over a client (socket or in-process) and a sysfs rescanner."""
+
+    def __init__(
+        self,
+        client: PcifleetClient,
+        rescanner: Rescanner,
+        config: AgentConfig,
+        applier: Applier | None = None,
+    ) -> None:
+        self.client = client
+        self.rescanner = rescanner
+        self.config = config
+        self.applier: Applier = applier if applier is not None else RecordingApplier()
+        self.generation: int | None = None
+        self.cycles = 0
+        #: True until a report succeeds for the current scan (so a failed report is retried)
+        self._dirty = True
+
+    # -- one cycle ---------------------------------------------------------------------------
+
+    def cycle(self) -> CycleResult:
+        """Scan, report or heartbeat, reconcile; transient failures are logged, not raised."""
+        self.cycles += 1
+        try:
+            if self.generation is None:
+                self.register()
+            qualified = self._scan()
+            reported, beat = self._report_or_beat(qualified)
+            reconciled = self.reconcile()
+        except (Unauthorized, Forbidden) as exc:
+            raise AgentRefused(
+                f"controller refused the token for host {self.config.host!r}: {exc} "
+                "(check --token: it must be an agent token for this host)"
+            ) from exc
+        except ScanFailed as exc:
+            log.warning("scan failed, retrying next cycle: %s", exc.__cause__ or exc)
+            return CycleResult(ok=False)
+        except PcifleetError as exc:
+            log.warning("controller call failed, retrying next cycle: %s", exc)
+            return CycleResult(ok=False)
+        return CycleResult(True, reported, beat, reconciled)
+
+    def register(self) -> None:
+        registered = self.client.register_host(self.config.host)
+        self.generation = registered.inventory_generation
+        log.info("registered host %s (inventory generation %d)", registered.name, self.generation)
+
+    def _scan(self) -> QualifiedScan:
+        full = self.cycles % max(1, self.config.full_rescan_every) == 0
+        try:
+            current, changes = self.rescanner.rescan(full=full)
+            qualified = qualify(current, self.config.specs)
+        except (OSError, PcifleetError) as exc:
+            self.rescanner.last = None
+            self._dirty = True
+            raise ScanFailed(str(exc)) from exc
+        if not len(current):
+            # every real host has at least a host bridge: an empty tree is a failed read (sysfs
+            # not mounted, wrong --sysfs-root), never an inventory to report
+            self.rescanner.last = None
+            warnings = "; ".join(w.message for w in current.warnings) or "no PCI functions"
+            raise ScanFailed(warnings)
+        if not changes.empty:
+            log.info("rescan: %s", describe(changes))
+            self._dirty = True
+        return qualified
+
+    def _report_or_beat(self, qualified: QualifiedScan) -> tuple[bool, bool]:
+        if self._dirty:
+            self.report(qualified)
+            self._dirty = False
+            return True, False
+        self.client.heartbeat(self.config.host)
+        log.debug("heartbeat")
+        return False, True
+
+    def report(self, qualified: QualifiedScan) -> None:
+        """Report the full inventory; a 409 re-reads the generation and tries again."""
+        for attempt in range(1, REPORT_ATTEMPTS + 1):
+            assert self.generation is not None
+            try:
+                result = self.client.report_inventory(
+                    self.config.host, inventory_of(qualified, self.generation)
+                )
+            except ConcurrentUpdate:
+                log.info("report raced another writer (attempt %d): re-reading", attempt)
+                self.register()
+                continue
+            self.generation = result.inventory_generation
+            log.info(
+                "reported %d devices: +%d ~%d -%d (inventory generation %d)",
+                len(qualified.assignable()),
+                result.added,
+                result.updated,
+                result.removed,
+                self.generation,
+            )
+            return
+        raise ConcurrentUpdate(
+            f"inventory report of {self.config.host!r} lost {REPORT_ATTEMPTS} races"
+        )
+
+    def reconcile(self) -> Reconciliation:
+        desired = self.client.desired_state(self.config.host)
+        done = reconcile(self.applier, desired.instances)
+        if done.plugged or done.unplugged:
+            log.info("reconciled: plugged %s unplugged %s", done.plugged, done.unplugged)
+        return done
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, once: bool = False) -> int:
+        """Cycle every ``interval`` seconds until ``stop`` is set; the process exit code."""
+        log.info(
+            "agent for host %s starting (interval %ss)", self.config.host, self.config.interval
+        )
+        while not stop.is_set():
+            try:
+                result = self.cycle()
+            except AgentRefused as exc:
+                log.error("%s", exc)
+                return EXIT_REFUSED
+            if once:
+                return EXIT_OK if result.ok else EXIT_FAILED
+            stop.wait(self.config.interval)
+        log.info("agent for host %s stopped", self.config.host)
+        return EXIT_OK
+
+
+class ScanFailed(Exception):
+    """Reading or qualifying sysfs failed this cycle (the cause is chained)."""
+
+
+def describe(changes: ScanDiff) -> str:
+    """One line for the log: counts, and the first few changed facts."""
+    parts = [f"+{len(changes.added)} -{len(changes.removed)} ~{len(changes.changed)}"]
+    facts = [f"{a} {c}" for a, cs in changes.changed for c in cs][:3]
+    facts.extend(str(c) for c in changes.host[:2])
+    return "; ".join(parts + facts)
+
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "Agent",
+    "AgentConfig",
+    "AgentRefused",
+    "Applier",
+    "CycleResult",
+    "Plugged",
+    "Reconciliation",
+    "RecordingApplier",
+    "describe",
+    "device_label",
+    "inventory_of",
+    "reconcile",
+]
