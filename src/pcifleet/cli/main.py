@@ -42,6 +42,7 @@ def _register() -> None:
     importlib.import_module("pcifleet.cli.controller").register(app)
     importlib.import_module("pcifleet.cli.inventory").register(app)
     importlib.import_module("pcifleet.cli.catalog").register(app)
+    importlib.import_module("pcifleet.cli.audit").register(app)
     importlib.import_module("pcifleet.cli.agent").register(app)
 
 
