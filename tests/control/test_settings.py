@@ -71,3 +71,19 @@ def test_settings_are_immutable() -> None:
     settings = Settings(Path("/d"), "sqlite:///d/x.db")
     with pytest.raises(AttributeError):
         settings.claim_retries = 3  # type: ignore[misc]
+
+
+def test_weigher_and_vf_strategy_default_to_pack_and_come_from_the_environment() -> None:
+    assert settings_from_env({"HOME": "/h"}).weigher == "pack"
+    settings = settings_from_env(
+        {"HOME": "/h", "PCIFLEET_WEIGHER": "Spread", "PCIFLEET_VF_STRATEGY": "spread"}
+    )
+    assert (settings.weigher, settings.vf_strategy) == ("spread", "spread")
+
+
+@pytest.mark.parametrize("name", ["PCIFLEET_WEIGHER", "PCIFLEET_VF_STRATEGY"])
+def test_an_unknown_strategy_names_the_setting_and_the_choices(name: str) -> None:
+    with pytest.raises(InvalidSetting) as caught:
+        settings_from_env({"HOME": "/h", name: "random"})
+    assert caught.value.fields["rule"] == "enum"
+    assert "'random' is not one of pack, spread" in str(caught.value)

@@ -18,10 +18,16 @@ ENV_DATA_DIR: Final = "PCIFLEET_DATA_DIR"
 ENV_DATABASE_URL: Final = "PCIFLEET_DATABASE_URL"
 ENV_HEARTBEAT_TIMEOUT: Final = "PCIFLEET_HEARTBEAT_TIMEOUT"
 ENV_CLAIM_RETRIES: Final = "PCIFLEET_CLAIM_RETRIES"
+ENV_WEIGHER: Final = "PCIFLEET_WEIGHER"
+ENV_VF_STRATEGY: Final = "PCIFLEET_VF_STRATEGY"
 
 DEFAULT_HEARTBEAT_TIMEOUT_S: Final = 60.0
 DEFAULT_CLAIM_RETRIES: Final = 5
 DATABASE_FILE: Final = "pcifleet.db"
+#: host order: fill hosts first (pack) or use the emptiest first (spread)
+WEIGHERS: Final = ("pack", "spread")
+#: VF choice inside a host: fill PFs already in use first (pack) or the freest PF (spread)
+VF_STRATEGIES: Final = ("pack", "spread")
 
 
 class InvalidSetting(InvalidInput):
@@ -39,8 +45,20 @@ class Settings:
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     #: how often a claim that lost a compare-and-swap re-reads and tries again
     claim_retries: int = DEFAULT_CLAIM_RETRIES
+    #: one of :data:`WEIGHERS`
+    weigher: str = "pack"
+    #: one of :data:`VF_STRATEGIES`
+    vf_strategy: str = "pack"
 
     def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("weigher", self.weigher, WEIGHERS),
+            ("vf_strategy", self.vf_strategy, VF_STRATEGIES),
+        ):
+            if value not in allowed:
+                raise InvalidSetting(
+                    f"{value!r} is not one of {', '.join(allowed)}", field=name, rule="enum"
+                )
         if self.heartbeat_timeout_s <= 0:
             raise InvalidSetting(
                 "must be a positive number of seconds", field="heartbeat_timeout_s", rule="range"
@@ -82,6 +100,8 @@ def settings_from_env(
         database_url=url,
         heartbeat_timeout_s=_number(environ, ENV_HEARTBEAT_TIMEOUT, DEFAULT_HEARTBEAT_TIMEOUT_S),
         claim_retries=int(_number(environ, ENV_CLAIM_RETRIES, DEFAULT_CLAIM_RETRIES, True)),
+        weigher=environ.get(ENV_WEIGHER, "pack").strip().lower() or "pack",
+        vf_strategy=environ.get(ENV_VF_STRATEGY, "pack").strip().lower() or "pack",
     )
 
 

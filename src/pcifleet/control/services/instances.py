@@ -59,6 +59,7 @@ from pcifleet.control.scheduler.scheduler import (
     Scheduler,
     SchedulerOptions,
 )
+from pcifleet.control.scheduler.weighers import Strategy
 from pcifleet.control.services.flavors import FlavorService
 from pcifleet.control.services.groups import GroupService
 from pcifleet.control.services.principal import Principal
@@ -66,7 +67,7 @@ from pcifleet.control.settings import Settings
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.errors import InvalidInput, NotFound, NoValidHost, QuotaExceeded
 from pcifleet.domain.flavor import Flavor, PageSizeKind, device_requests_for_flavor
-from pcifleet.domain.placement import InstanceRequest, Placement
+from pcifleet.domain.placement import FitOptions, InstanceRequest, Placement, VfStrategy
 from pcifleet.domain.request import DeviceRequest, NumaPolicy, RequesterKind
 from pcifleet.domain.vnic import VnicType, port_device_request
 
@@ -598,5 +599,9 @@ def instance_service(
     options: SchedulerOptions | None = None,
 ) -> InstanceService:
     """The instance use case with its own scheduler (one per process), from the settings."""
-    chosen = options or SchedulerOptions(claim_retries=settings.claim_retries)
+    chosen = options or SchedulerOptions(
+        strategy=Strategy(settings.weigher),
+        fit=FitOptions(vf_strategy=VfStrategy(settings.vf_strategy)),
+        claim_retries=settings.claim_retries,
+    )
     return InstanceService(sessions, flavors, groups, Scheduler(sessions, chosen))
