@@ -8,4 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff check";          ruff check src tests benchmarks
 echo "== ruff format --check"; ruff format --check src tests benchmarks
 echo "== mypy --strict src/";  mypy --strict src/
+echo "== pcifleet host scan (this machine's real /sys)"
+pcifleet host scan --json > /tmp/pcifleet-host-scan.json
+python -c "import json; d = json.load(open('/tmp/pcifleet-host-scan.json')); print(len(d['functions']), 'PCI functions listed')"
 echo "== pytest -W error";     pytest -W error --cov=pcifleet --cov-report=term "$@"
