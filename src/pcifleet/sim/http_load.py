@@ -1,0 +1,415 @@
+"""Drive real controller processes over HTTP: the end-to-end concurrency tests and the HTTP
+boot benchmark (``benchmarks/http_boot.py``) share this.
+
+- :func:`create_database` / :func:`drop_database`: a throwaway PostgreSQL database;
+- :func:`seed_fleet`: N simulated hosts written in bulk (Core ``INSERT``s, hosts up with a fresh
+  heartbeat) — the fleet is the stage, not what is measured, so it skips the agents' path;
+- :func:`create_catalog`: device groups and flavors whose mix makes PFs and their VFs compete
+  (a PF boot needs every VF of the PF free; a VF boot blocks its PF);
+- :class:`Controller`: one ``pcifleet server`` process (``--workers N`` optional) on 127.0.0.1
+  and an ephemeral port; :meth:`Controller.kill` is ``kill -9``;
+- :func:`run_load`: boots (and deletes) from parallel client threads spread over the
+  controllers, as a load balancer would; latencies and outcomes per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+
+import httpx
+from sqlalchemy import Engine, create_engine, insert, make_url, text
+
+from pcifleet.control.container import Services
+from pcifleet.control.db.models import Base
+from pcifleet.control.db.repo import cells_to_json, device_facts
+from pcifleet.control.services.flavors import parse_flavor
+from pcifleet.control.services.principal import LOCAL_ADMIN, Role
+from pcifleet.domain.address import PciAddress
+from pcifleet.domain.device import Device, DeviceType
+from pcifleet.domain.group import DeviceGroup
+from pcifleet.domain.numa import NumaCell
+from pcifleet.domain.request import DeviceMatch
+from pcifleet.domain.tags import Tags
+
+#: how the tests start the CLI in a child process (the venv's interpreter, no console script)
+LAUNCH: Final = "import sys; from pcifleet.cli.main import app; sys.argv[0] = 'pcifleet'; app()"
+#: the controllers of a load run must not mark the seeded hosts down mid-run
+HEARTBEAT_TIMEOUT_S: Final = 3600
+#: four NICs (two per NUMA node) with 16 VFs each, and two GPUs
+NICS: Final = (
+    ("0000:18:00.0", "physnet1", 0),
+    ("0000:1a:00.0", "physnet2", 0),
+    ("0000:86:00.0", "physnet1", 1),
+    ("0000:88:00.0", "physnet2", 1),
+)
+VFS_PER_PF: Final = 16
+GPUS: Final = (("0000:3b:00.0", 0), ("0000:d8:00.0", 1))
+CELLS: Final = tuple(NumaCell(i, i, frozenset(range(32 * i, 32 * i + 32)), 262_144) for i in (0, 1))
+#: flavor -> weight of the boot mix
+BOOT_MIX: Final = (("vf", 55), ("vf2", 15), ("pf", 15), ("gpu", 15))
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+def create_database(admin_url: str, prefix: str = "pcifleet_load") -> str:
+    """Create an empty database next to ``admin_url``'s; its URL (raises when unreachable)."""
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    admin = _admin_engine(admin_url)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    """Drop the database of ``url`` even if connections remain or are refused."""
+    name = make_url(url).database
+    admin = _admin_engine(admin_url)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _admin_engine(admin_url: str) -> Engine:
+    return create_engine(
+        admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+
+
+def host_devices() -> list[Device]:
+    """The assignable devices of one simulated host (70: 4 PFs, 64 VFs, 2 GPUs)."""
+    devices: list[Device] = []
+    for address, physnet, node in NICS:
+        pf = PciAddress.parse(address)
+        tags = Tags({"physical_network": physnet})
+        devices.append(Device(pf, "8086", "1572", DeviceType.PF, "020000", node, tags=tags))
+        devices.extend(
+            Device(
+                pf.offset(16 + i),
+                "8086",
+                "154c",
+                DeviceType.VF,
+                "020000",
+                node,
+                pf,
+                i,
+                "iavf",
+                tags=tags,
+            )
+            for i in range(VFS_PER_PF)
+        )
+    for address, node in GPUS:
+        devices.append(
+            Device(PciAddress.parse(address), "10de", "2330", DeviceType.PCI, "030200", node)
+        )
+    return devices
+
+
+def seed_fleet(engine: Engine, hosts: int, *, batch: int = 100) -> int:
+    """Insert ``hosts`` up hosts with their devices in bulk; the number of device rows."""
+    facts = [(str(d.address), device_facts(d)) for d in host_devices()]
+    cells = cells_to_json(CELLS)
+    now = dt.datetime.now(dt.UTC)
+    host_table = Base.metadata.tables["hosts"]
+    device_table = Base.metadata.tables["devices"]
+    for start in range(0, hosts, batch):
+        ids = [str(uuid.uuid4()) for _ in range(start, min(start + batch, hosts))]
+        host_rows = [
+            {
+                "id": host_id,
+                "name": f"sim-{start + i:05d}",
+                "state": "up",
+                "disabled": False,
+                "cells": cells,
+                "physnets": {},
+                "generation": 1,
+                "inventory_generation": 1,
+                "cpu_allocation_ratio": 1.0,
+                "last_heartbeat": now,
+                "last_report": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for i, host_id in enumerate(ids)
+        ]
+        device_rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "host_id": host_id,
+                "address": address,
+                "state": "available",
+                "vanished": False,
+                "updated_at": now,
+                **values,
+            }
+            for host_id in ids
+            for address, values in facts
+        ]
+        with engine.begin() as connection:
+            connection.execute(insert(host_table), host_rows)
+            connection.execute(insert(device_table), device_rows)
+    return hosts * len(facts)
+
+
+def create_catalog(services: Services) -> str:
+    """The groups and flavors of :data:`BOOT_MIX`; an admin token's secret for the load."""
+    physnet1 = DeviceMatch.of(physical_network="physnet1")
+    services.groups.create(LOCAL_ADMIN, DeviceGroup("nic-vf", (physnet1,), DeviceType.VF))
+    services.groups.create(LOCAL_ADMIN, DeviceGroup("nic-pf", (physnet1,), DeviceType.PF))
+    services.groups.create(LOCAL_ADMIN, DeviceGroup("gpu", (DeviceMatch.of(vendor_id="10de"),)))
+    for name, alias in (
+        ("vf", "nic-vf:1"),
+        ("vf2", "nic-vf:2"),
+        ("pf", "nic-pf:1"),
+        ("gpu", "gpu:1"),
+    ):
+        flavor = parse_flavor(name, 2, 2048, {"pci_passthrough:alias": alias})
+        services.flavors.create(LOCAL_ADMIN, flavor)
+    _, secret = services.tokens.create(Role.ADMIN, name="load")
+    return secret
+
+
+# --- controller processes ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Controller:
+    """One ``pcifleet server`` process (with ``workers`` uvicorn workers) on 127.0.0.1."""
+
+    database_url: str
+    data_dir: Path
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, environ: Mapping[str, str] | None = None) -> Controller:
+        args = ["server", "--port", str(self.port), "--workers", str(self.workers)]
+        args += ["--database-url", self.database_url, "--data-dir", str(self.data_dir)]
+        env = dict(os.environ if environ is None else environ)
+        env.setdefault("PCIFLEET_HEARTBEAT_TIMEOUT", str(HEARTBEAT_TIMEOUT_S))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"controller-{self.port}.log"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", LAUNCH, *args, "--log-level", "warning"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        return self
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Until ``/v1/health`` answers 200; RuntimeError when the process dies or times out."""
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(base_url=self.url, timeout=2.0) as client:
+            while True:
+                try:
+                    if client.get("/v1/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if not self.alive or time.monotonic() > deadline:
+                    raise RuntimeError(f"controller on {self.url} not healthy: {self.log_tail()}")
+                time.sleep(0.2)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9`` the whole process group (the server and its workers), at once."""
+        if self.process is not None and self.alive:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGINT (a clean shutdown), then SIGKILL if it does not end in time."""
+        if self.process is None or not self.alive:
+            return
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- load -----------------------------------------------------------------------------------------
+
+Kind = Literal["boot", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    kind: Kind
+    #: the flavor of a boot (unused by a delete, which takes any instance booted earlier)
+    flavor: str = ""
+
+
+def boot_plan(count: int, seed: int = 7, mix: Sequence[tuple[str, int]] = BOOT_MIX) -> list[Op]:
+    rng = random.Random(seed)
+    names = [name for name, _ in mix]
+    weights = [weight for _, weight in mix]
+    return [Op("boot", flavor) for flavor in rng.choices(names, weights, k=count)]
+
+
+def interleaved_plan(count: int, delete_share: float = 0.4, seed: int = 11) -> list[Op]:
+    """Boots with deletes of earlier guests mixed in (``delete_share`` of the operations)."""
+    rng = random.Random(seed)
+    boots = iter(boot_plan(count, seed))
+    return [Op("delete") if rng.random() < delete_share else next(boots) for _ in range(count)]
+
+
+@dataclass
+class LoadResult:
+    #: seconds of each successful request, by kind
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"boot": [], "delete": []})
+    #: "boot:active", "boot:error", "delete:deleted", "boot:http-503", "boot:transport", ...
+    outcomes: Counter[str] = field(default_factory=Counter)
+    #: instances that came back active and were not deleted by the load
+    active: set[str] = field(default_factory=set)
+    elapsed_s: float = 0.0
+
+    def rate(self, kind: str = "boot") -> float:
+        return len(self.latencies[kind]) / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile_ms(self, fraction: float, kind: str = "boot") -> float:
+        """Nearest-rank percentile of the successful requests, in milliseconds."""
+        values = sorted(self.latencies[kind])
+        if not values:
+            return 0.0
+        rank = min(len(values), max(1, math.ceil(fraction * len(values))))
+        return values[rank - 1] * 1000
+
+
+class _Shared:
+    """What the client threads share: the next operation, the guests to delete, the result."""
+
+    def __init__(self, ops: Sequence[Op], result: LoadResult, seed: int) -> None:
+        self._ops = iter(enumerate(ops))
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.result = result
+
+    def next_op(self) -> tuple[int, Op] | None:
+        with self._lock:
+            return next(self._ops, None)
+
+    def take_victim(self) -> str | None:
+        with self._lock:
+            if not self.result.active:
+                return None
+            victim = self._rng.choice(sorted(self.result.active))
+            self.result.active.discard(victim)
+            return victim
+
+    def record(self, kind: str, outcome: str, seconds: float | None, instance: str = "") -> None:
+        with self._lock:
+            self.result.outcomes[f"{kind}:{outcome}"] += 1
+            if seconds is not None:
+                self.result.latencies[kind].append(seconds)
+            if kind == "boot" and outcome == "active":
+                self.result.active.add(instance)
+
+
+def _send(client: httpx.Client, shared: _Shared, number: int, op: Op) -> None:
+    victim = shared.take_victim() if op.kind == "delete" else None
+    if op.kind == "delete" and victim is None:
+        op = Op("boot", BOOT_MIX[0][0])
+    began = time.perf_counter()
+    try:
+        if victim is not None:
+            response = client.delete(f"/v1/instances/{victim}")
+        else:
+            response = client.post(
+                "/v1/instances", json={"name": f"vm-{number}", "flavor": op.flavor}
+            )
+    except httpx.TransportError:
+        shared.record(op.kind, "transport", None)
+        return
+    seconds = time.perf_counter() - began
+    if response.status_code >= 400:
+        shared.record(op.kind, f"http-{response.status_code}", None)
+        return
+    body = response.json()
+    shared.record(op.kind, str(body.get("state")), seconds, str(body.get("id")))
+
+
+def _client_loop(urls: Sequence[str], token: str, shared: _Shared, timeout_s: float) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    clients = [httpx.Client(base_url=u, headers=headers, timeout=timeout_s) for u in urls]
+    try:
+        while (item := shared.next_op()) is not None:
+            number, op = item
+            _send(clients[number % len(clients)], shared, number, op)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def run_load(
+    urls: Sequence[str],
+    token: str,
+    ops: Sequence[Op],
+    *,
+    concurrency: int = 16,
+    timeout_s: float = 30.0,
+    result: LoadResult | None = None,
+    seed: int = 3,
+) -> LoadResult:
+    """Send ``ops`` from ``concurrency`` threads, request i to ``urls[i % len(urls)]``.
+
+    ``result`` carries the guests of an earlier run over (deletes pick among them).
+    """
+    chosen = result or LoadResult()
+    shared = _Shared(ops, chosen, seed)
+    threads = [
+        threading.Thread(target=_client_loop, args=(urls, token, shared, timeout_s), daemon=True)
+        for _ in range(concurrency)
+    ]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    chosen.elapsed_s = time.perf_counter() - began
+    return chosen
