@@ -4,7 +4,6 @@ machine's own /sys."""
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from typer.testing import CliRunner
 from pcifleet.cli.main import app
 from pcifleet.host.pciids import system_pci_ids
 
-CAPTURE = Path(__file__).resolve().parents[3] / "shared/sysfs-captures/q35-numa-nvme-sriov.tar.gz"
 REQUIRED = {
     "address",
     "vendor_id",
@@ -32,14 +30,9 @@ REQUIRED = {
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CAPTURE.is_file():
-        pytest.skip(f"sysfs capture {CAPTURE} is not available")
-    target = tmp_path_factory.mktemp("cli-capture")
-    with tarfile.open(CAPTURE) as tar:
-        tar.extractall(target, filter="tar")
-    return target / "q35-numa-nvme-sriov"
+@pytest.fixture
+def capture(sriov_capture: Path) -> Path:
+    return sriov_capture
 
 
 def run_json(*args: str) -> dict[str, object]:

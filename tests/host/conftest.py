@@ -1,4 +1,4 @@
-"""Fixtures for host tests: the real-kernel sysfs captures, unpacked once per session.
+"""Fixtures for host tests: private copies of the real-kernel sysfs captures.
 
 The captures live in ``../shared/sysfs-captures`` (Debian 12 kernel in QEMU q35 with NUMA
 nodes and SR-IOV NVMe controllers); ``PCIFLEET_SYSFS_CAPTURES`` points elsewhere if needed.
@@ -7,43 +7,14 @@ A test that changes a tree works on a copy (``sriov_copy``).
 
 from __future__ import annotations
 
-import os
 import shutil
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-CAPTURES = Path(
-    os.environ.get(
-        "PCIFLEET_SYSFS_CAPTURES",
-        str(Path(__file__).resolve().parents[3] / "shared" / "sysfs-captures"),
-    )
-)
+#: the SR-IOV capture (unpacked once by the top-level conftest as ``sriov_capture``)
 SRIOV = "q35-numa-nvme-sriov"
-NOVFS = "q35-numa-nvme-sriov-novfs"
-
-
-def _unpack(name: str, into: Path) -> Path:
-    archive = CAPTURES / f"{name}.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"sysfs capture {archive} is not available")
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="tar")
-    return into / name
-
-
-@pytest.fixture(scope="session")
-def sriov_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Root of the capture with SR-IOV enabled (2 PFs, 4 and 8 VFs): contains ``sys/``."""
-    return _unpack(SRIOV, tmp_path_factory.mktemp("capture-sriov"))
-
-
-@pytest.fixture(scope="session")
-def novfs_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Root of the same machine's capture with ``sriov_numvfs=0`` on both PFs."""
-    return _unpack(NOVFS, tmp_path_factory.mktemp("capture-novfs"))
 
 
 #: device children discovery never reads (runtime PM, MSI, nvme/ata/i2c class devices,
