@@ -38,7 +38,17 @@ API uses when it surfaces the error.
     │   │   ├── VfNotFound                pcifleet.host.vf_not_found (no such PF / VF index)
     │   │   ├── VfUnsupported             pcifleet.host.vf_unsupported (driver refuses)
     │   │   └── VfRollbackFailed          pcifleet.host.vf_rollback_failed
-    │   └── MacvtapError                  pcifleet.host.macvtap
+    │   ├── MacvtapError                  pcifleet.host.macvtap
+    │   └── HypervisorError               pcifleet.host.hypervisor (domain, operation, libvirt's text)
+    │       ├── DomainNotFound            pcifleet.host.domain_not_found (404)
+    │       ├── DomainXmlRejected         pcifleet.host.domain_xml_rejected (400)
+    │       ├── HypervisorUnsupported     pcifleet.host.hypervisor_unsupported (501)
+    │       ├── HypervisorUnavailable     pcifleet.host.hypervisor_unavailable (503)
+    │       ├── DeviceNotAttached         pcifleet.host.device_not_attached (404)
+    │       └── HypervisorConflict        pcifleet.host.hypervisor_conflict (409)
+    │           ├── DomainExists          pcifleet.host.domain_exists
+    │           ├── DomainStateError      pcifleet.host.domain_state
+    │           └── DeviceAlreadyAttached pcifleet.host.device_already_attached
     └── Unavailable                       (503) pcifleet.unavailable
 
 Subclasses set ``code``, ``status`` and ``template``; modules add their own subclasses under
@@ -264,6 +274,70 @@ class MacvtapError(HostError):
 
     code = "pcifleet.host.macvtap"
     template = "macvtap {ifname}, {step}: {detail}"
+
+
+class HypervisorError(HostError):
+    """A hypervisor call failed; names the domain, the operation and the hypervisor's text."""
+
+    code = "pcifleet.host.hypervisor"
+    template = "domain {domain}, {operation}: {detail}"
+
+
+class DomainNotFound(HypervisorError):
+    code = "pcifleet.host.domain_not_found"
+    status = 404
+
+
+class DomainXmlRejected(HypervisorError):
+    """The hypervisor's parser refused a domain or device XML (a renderer bug or bad input)."""
+
+    code = "pcifleet.host.domain_xml_rejected"
+    status = 400
+
+
+class HypervisorUnsupported(HypervisorError):
+    """The connection's driver does not implement the operation (libvirt's test driver: hot
+    plug, migration)."""
+
+    code = "pcifleet.host.hypervisor_unsupported"
+    status = 501
+
+
+class HypervisorUnavailable(HypervisorError):
+    """No connection to the hypervisor (daemon down, wrong URI, destination unreachable)."""
+
+    code = "pcifleet.host.hypervisor_unavailable"
+    status = 503
+
+
+class DeviceNotAttached(HypervisorError):
+    """Detach of a device the domain does not have."""
+
+    code = "pcifleet.host.device_not_attached"
+    status = 404
+
+
+class HypervisorConflict(HypervisorError):
+    code = "pcifleet.host.hypervisor_conflict"
+    status = 409
+
+
+class DomainExists(HypervisorConflict):
+    """Another domain already has this name or UUID."""
+
+    code = "pcifleet.host.domain_exists"
+
+
+class DomainStateError(HypervisorConflict):
+    """The domain is not in a state that allows the operation (start a running one, ...)."""
+
+    code = "pcifleet.host.domain_state"
+
+
+class DeviceAlreadyAttached(HypervisorConflict):
+    """The domain already has a device with this PCI address or MAC."""
+
+    code = "pcifleet.host.device_already_attached"
 
 
 class Unavailable(PcifleetError):
