@@ -39,7 +39,7 @@ API uses when it surfaces the error.
     │   │   ├── VfUnsupported             pcifleet.host.vf_unsupported (driver refuses)
     │   │   └── VfRollbackFailed          pcifleet.host.vf_rollback_failed
     │   ├── MacvtapError                  pcifleet.host.macvtap
-    │   └── HypervisorError               pcifleet.host.hypervisor (domain, operation, libvirt's text)
+    │   └── HypervisorError               pcifleet.host.hypervisor (domain, operation, libvirt text)
     │       ├── DomainNotFound            pcifleet.host.domain_not_found (404)
     │       ├── DomainXmlRejected         pcifleet.host.domain_xml_rejected (400)
     │       ├── HypervisorUnsupported     pcifleet.host.hypervisor_unsupported (501)
