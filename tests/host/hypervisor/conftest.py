@@ -7,22 +7,12 @@ removes what it made.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pytest
-from hypervisor_kit import cleanup
+from hypervisor_kit import cleanup, libvirt_or_skip
 
 from pcifleet.host.hypervisor import FakeHypervisor, HypervisorDriver, LibvirtDriver
-
-
-def libvirt_or_skip() -> None:
-    try:
-        module = importlib.import_module("libvirt")
-    except ImportError as exc:
-        pytest.skip(f"libvirt-python cannot be imported ({exc}); scripts/setup.sh installs it")
-    if not hasattr(module, "open"):
-        pytest.skip("libvirt-python is not installed; scripts/setup.sh installs it")
 
 
 @pytest.fixture

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from uuid import UUID, uuid5
+
+import pytest
 
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.vnic import VnicType
@@ -21,6 +24,16 @@ _NAMESPACE = UUID("0f6f4f5e-8d2b-4d8c-9f53-2c1b8a7e6d40")
 _counter = itertools.count()
 GPU = PciAddress.parse("0000:3b:00.0")
 VF = PciAddress.parse("0000:81:10.2")
+
+
+def libvirt_or_skip() -> None:
+    """Skip the test when libvirt-python is missing (the libvirt driver needs it)."""
+    try:
+        module = importlib.import_module("libvirt")
+    except ImportError as exc:
+        pytest.skip(f"libvirt-python cannot be imported ({exc}); scripts/setup.sh installs it")
+    if not hasattr(module, "open"):
+        pytest.skip("libvirt-python is not installed; scripts/setup.sh installs it")
 
 
 def unique_name(prefix: str = "pcif") -> str:
