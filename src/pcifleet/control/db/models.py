@@ -275,3 +275,74 @@ class TokenRow(Base):
     host_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- networking (migration 0002) -------------------------------------------------------------
+
+
+class NetworkRow(Timestamps, Base):
+    """A network: owned by a project, optionally shared with every project."""
+
+    __tablename__ = "networks"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    project: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    shared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("project", "name"), Index(None, "name"))
+
+
+class SegmentRow(Base):
+    """One segment of a network (flat, vlan or vxlan), in the order the network lists them."""
+
+    __tablename__ = "network_segments"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("networks.id", ondelete="CASCADE")
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    network_type: Mapped[str] = mapped_column(String(16))
+    physical_network: Mapped[str | None] = mapped_column(String(64), default=None)
+    segmentation_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: "vlan:physnet1:100", "vxlan:5001", "flat:physnet1": one network per segment
+    key: Mapped[str] = mapped_column(String(96), unique=True)
+
+    __table_args__ = (Index(None, "network_id"),)
+
+
+class PortRow(Timestamps, Base):
+    """A port on a network: MAC, vnic type, VF-related settings and its binding."""
+
+    __tablename__ = "ports"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
+    project: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    network_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("networks.id", ondelete="RESTRICT")
+    )
+    mac_address: Mapped[str] = mapped_column(String(17))
+    vnic_type: Mapped[str] = mapped_column(String(32))
+    trusted: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    port_security: Mapped[bool] = mapped_column(Boolean, default=True)
+    propagate_uplink_status: Mapped[bool] = mapped_column(Boolean, default=False)
+    admin_state_up: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: {"max_kbps": int | None, "min_kbps": int | None}
+    qos: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    numa_policy: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: the instance using the port (Neutron's device_id)
+    instance_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("instances.id", ondelete="SET NULL"), default=None
+    )
+    binding_host: Mapped[str | None] = mapped_column(String(NAME_LENGTH), default=None)
+    vif_type: Mapped[str] = mapped_column(String(32), default="unbound")
+    vif_details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    binding_profile: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("network_id", "mac_address"),
+        Index(None, "project"),
+        Index(None, "instance_id"),
+    )
