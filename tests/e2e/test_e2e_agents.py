@@ -175,6 +175,7 @@ def test_controller_and_three_agents_boot_list_delete(scratch: Path) -> None:
 
         wait_for("3 hosts up with devices", hosts_up, everyone)
         _boot_list_delete(auth, hosts, agents, everyone)
+        _refused(url, data, scratch / "hosts" / hosts["demo-gpu-a100"], spec_file)
         codes = stop_all(agents)
         assert codes == {host: 0 for host in hosts.values()}, [a.text() for a in agents]
         for agent in agents:
@@ -233,3 +234,14 @@ def _device_state(auth: list[str], host: str, address: str) -> str:
     shown = cli_json("hosts", "show", host, *auth)
     state: str = next(d["state"] for d in shown["devices"] if d["address"] == address)
     return state
+
+
+def _refused(url: str, data: Path, root: Path, spec_file: Path) -> None:
+    """A rejected token is a configuration error: a clear message and exit code 4."""
+    common = ("agent", "--controller", url, "--sysfs-root", str(root), "--spec", str(spec_file))
+    wrong = cli(*common, "--token", "not-a-token", "--host-name", "h", "--once", check=False)
+    assert wrong.returncode == 4
+    assert "controller refused the token" in wrong.stderr
+    member = cli("token", "create", "--role", "member", "--project", "p", "--data-dir", str(data))
+    not_agent = cli(*common, "--token", member.stdout.strip(), "--host-name", "h", check=False)
+    assert not_agent.returncode == 4
