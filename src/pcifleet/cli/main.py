@@ -44,6 +44,7 @@ def _register() -> None:
     importlib.import_module("pcifleet.cli.catalog").register(app)
     importlib.import_module("pcifleet.cli.audit").register(app)
     importlib.import_module("pcifleet.cli.agent").register(app)
+    importlib.import_module("pcifleet.cli.instance_xml").register(app)
 
 
 _register()
