@@ -18,6 +18,7 @@ from pcifleet.control.services.flavors import FlavorService
 from pcifleet.control.services.groups import GroupService
 from pcifleet.control.services.instances import InstanceService, instance_service
 from pcifleet.control.services.inventory import InventoryService
+from pcifleet.control.services.networks import NetworkService
 from pcifleet.control.services.tokens import TokenService
 from pcifleet.control.settings import Settings
 
@@ -32,6 +33,7 @@ class Services:
     groups: GroupService
     flavors: FlavorService
     instances: InstanceService
+    networks: NetworkService
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer (health, readiness)."""
@@ -56,6 +58,9 @@ def build_services(
     sessions = make_sessionmaker(engine)
     groups = GroupService(sessions)
     flavors = FlavorService(sessions)
+    instances = instance_service(sessions, settings, flavors, groups)
+    networks = NetworkService(sessions)
+    instances.binder = networks
     return Services(
         settings=settings,
         engine=engine,
@@ -64,5 +69,6 @@ def build_services(
         inventory=InventoryService(sessions, settings),
         groups=groups,
         flavors=flavors,
-        instances=instance_service(sessions, settings, flavors, groups),
+        instances=instances,
+        networks=networks,
     )

@@ -30,7 +30,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -101,6 +101,23 @@ class PortRequest:
     trusted: bool | None = None
     #: the port's own NUMA affinity policy (wins over the flavor's)
     numa_policy: NumaPolicy | None = None
+
+
+class PortBinder(Protocol):
+    """Binds ports inside the claim transaction and unbinds them in the release one (the
+    networking service; None: ports are device requests only)."""
+
+    def bind(
+        self,
+        session: Session,
+        instance_id: str,
+        host: HostHead,
+        port_ids: Sequence[str],
+        requests: Sequence[DeviceRequest],
+        placement: Placement,
+    ) -> None: ...
+
+    def unbind(self, session: Session, instance_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +259,11 @@ class _BootWriter:
         flavor: Flavor,
         request: InstanceRequest,
         now: dt.datetime,
+        binder: PortBinder | None = None,
+        port_ids: Sequence[str] = (),
     ) -> None:
+        self.binder = binder
+        self.port_ids = tuple(port_ids)
         self.instance_id = instance_id
         self.name = name
         self.project = project
@@ -285,6 +306,15 @@ class _BootWriter:
             placement=placement_to_json(placement),
             fault=None,
         )
+        if self.binder is not None and self.port_ids:
+            self.binder.bind(
+                session,
+                self.instance_id,
+                host,
+                self.port_ids,
+                self.request.device_requests,
+                placement,
+            )
 
     def unplaced(self, session: Session, summary: Summary) -> None:
         self._insert(
@@ -380,7 +410,10 @@ class InstanceService:
         groups: GroupService,
         scheduler: Scheduler,
         clock: Clock = utc_now,
+        binder: PortBinder | None = None,
     ) -> None:
+        #: binds and unbinds ports (set by the container once the networking service exists)
+        self.binder = binder
         self._sessions = sessions
         self._flavors = flavors
         self._groups = groups
@@ -420,7 +453,10 @@ class InstanceService:
         flavor_record = self._flavors.get(flavor)
         instance_id = str(uuid.uuid4())
         request = self.build_request(flavor_record.flavor, chosen_project, ports, instance_id)
-        return self._claim(name, chosen_project, flavor_record.id, flavor_record.flavor, request)
+        port_ids = tuple(p.port_id for p in ports)
+        return self._claim(
+            name, chosen_project, flavor_record.id, flavor_record.flavor, request, port_ids
+        )
 
     def boot_request(
         self,
@@ -450,9 +486,20 @@ class InstanceService:
         flavor_id: str | None,
         flavor: Flavor,
         request: InstanceRequest,
+        port_ids: Sequence[str] = (),
     ) -> InstanceRecord:
         now = self._clock()
-        writer = _BootWriter(request.instance_id, name, project, flavor_id, flavor, request, now)
+        writer = _BootWriter(
+            request.instance_id,
+            name,
+            project,
+            flavor_id,
+            flavor,
+            request,
+            now,
+            self.binder,
+            port_ids,
+        )
         result = self.scheduler.claim(request, writer)
         claimed = result if isinstance(result, Claimed) else None
         return InstanceRecord(
@@ -543,6 +590,8 @@ class InstanceService:
         now = self._clock()
 
         def finish(session: Session) -> None:
+            if self.binder is not None:
+                self.binder.unbind(session, instance_id)
             session.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == instance_id)
