@@ -61,6 +61,8 @@ NICS: Final = (
 VFS_PER_PF: Final = 16
 GPUS: Final = (("0000:3b:00.0", 0), ("0000:d8:00.0", 1))
 CELLS: Final = tuple(NumaCell(i, i, frozenset(range(32 * i, 32 * i + 32)), 262_144) for i in (0, 1))
+#: client keep-alive, below uvicorn's default of 5 s
+KEEPALIVE_S: Final = 2.0
 #: flavor -> weight of the boot mix
 BOOT_MIX: Final = (("vf", 55), ("vf2", 15), ("pf", 15), ("gpu", 15))
 
@@ -305,6 +307,8 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"boot": [], "delete": []})
     #: "boot:active", "boot:error", "delete:deleted", "boot:http-503", "boot:transport", ...
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: transport failures by exception name (ConnectError, ReadTimeout, ...)
+    errors: Counter[str] = field(default_factory=Counter)
     #: instances that came back active and were not deleted by the load
     active: set[str] = field(default_factory=set)
     elapsed_s: float = 0.0
@@ -342,9 +346,13 @@ class _Shared:
             self.result.active.discard(victim)
             return victim
 
-    def record(self, kind: str, outcome: str, seconds: float | None, instance: str = "") -> None:
+    def record(
+        self, kind: str, outcome: str, seconds: float | None, instance: str = "", error: str = ""
+    ) -> None:
         with self._lock:
             self.result.outcomes[f"{kind}:{outcome}"] += 1
+            if error:
+                self.result.errors[error] += 1
             if seconds is not None:
                 self.result.latencies[kind].append(seconds)
             if kind == "boot" and outcome == "active":
@@ -363,8 +371,8 @@ def _send(client: httpx.Client, shared: _Shared, number: int, op: Op) -> None:
             response = client.post(
                 "/v1/instances", json={"name": f"vm-{number}", "flavor": op.flavor}
             )
-    except httpx.TransportError:
-        shared.record(op.kind, "transport", None)
+    except httpx.TransportError as exc:
+        shared.record(op.kind, "transport", None, error=type(exc).__name__)
         return
     seconds = time.perf_counter() - began
     if response.status_code >= 400:
@@ -376,7 +384,12 @@ def _send(client: httpx.Client, shared: _Shared, number: int, op: Op) -> None:
 
 def _client_loop(urls: Sequence[str], token: str, shared: _Shared, timeout_s: float) -> None:
     headers = {"Authorization": f"Bearer {token}"}
-    clients = [httpx.Client(base_url=u, headers=headers, timeout=timeout_s) for u in urls]
+    # idle connections are dropped before uvicorn's 5 s keep-alive ends, so a request is never
+    # sent on a connection the server is closing ("Server disconnected" without an answer)
+    limits = httpx.Limits(keepalive_expiry=KEEPALIVE_S)
+    clients = [
+        httpx.Client(base_url=u, headers=headers, timeout=timeout_s, limits=limits) for u in urls
+    ]
     try:
         while (item := shared.next_op()) is not None:
             number, op = item
