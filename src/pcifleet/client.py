@@ -52,7 +52,16 @@ from pcifleet.control.api.schemas.instances import (
     ExplainOut,
     InstanceList,
     InstanceOut,
+    NicIn,
     PortIn,
+)
+from pcifleet.control.api.schemas.networks import (
+    NetworkCreate,
+    NetworkList,
+    NetworkOut,
+    PortCreate,
+    PortList,
+    PortOut,
 )
 from pcifleet.control.api.schemas.tokens import TokenCreate, TokenCreated, TokenList, TokenOut
 from pcifleet.domain import errors
@@ -326,9 +335,12 @@ class PcifleetClient(BaseClient):
         *,
         project: str | None = None,
         ports: Sequence[PortIn] = (),
+        nics: Sequence[NicIn] = (),
     ) -> InstanceOut:
         """Boot; an instance that cannot be placed comes back in state ``error`` with a fault."""
         body = BootIn(name=name, flavor=flavor, project=project, ports=list(ports))
+        if nics:
+            body = body.model_copy(update={"nics": list(nics)})
         return self._send(InstanceOut, "POST", "/v1/instances", body)
 
     def list_instances(
@@ -356,6 +368,34 @@ class PcifleetClient(BaseClient):
         """A dry-run boot: the host it would get and every host's outcome; claims nothing."""
         body = ExplainIn(flavor=flavor, project=project, ports=list(ports), examples=examples)
         return self._send(ExplainOut, "POST", "/v1/instances/explain", body)
+
+    # -- networks and ports ---------------------------------------------------------------
+
+    def list_networks(self) -> list[NetworkOut]:
+        return self._get(NetworkList, "/v1/networks").networks
+
+    def show_network(self, network: str) -> NetworkOut:
+        return self._get(NetworkOut, f"/v1/networks/{_seg(network)}")
+
+    def create_network(self, network: NetworkCreate) -> NetworkOut:
+        return self._send(NetworkOut, "POST", "/v1/networks", network)
+
+    def delete_network(self, network: str) -> None:
+        self.request("DELETE", f"/v1/networks/{_seg(network)}")
+
+    def list_ports(
+        self, *, network: str | None = None, instance: str | None = None
+    ) -> list[PortOut]:
+        return self._get(PortList, "/v1/ports", network=network, instance=instance).ports
+
+    def show_port(self, port_id: str) -> PortOut:
+        return self._get(PortOut, f"/v1/ports/{_seg(port_id)}")
+
+    def create_port(self, port: PortCreate) -> PortOut:
+        return self._send(PortOut, "POST", "/v1/ports", port)
+
+    def delete_port(self, port_id: str) -> None:
+        self.request("DELETE", f"/v1/ports/{_seg(port_id)}")
 
     # -- tokens ---------------------------------------------------------------------------
 

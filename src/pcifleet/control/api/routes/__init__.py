@@ -23,6 +23,7 @@ from pcifleet.control.api.routes import (
     health,
     hosts,
     instances,
+    networks,
     tokens,
 )
 
@@ -71,6 +72,14 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/instances/explain", instances.explain),
     Route("GET", "/v1/instances/{instance_id}", instances.show),
     Route("DELETE", "/v1/instances/{instance_id}", instances.delete),
+    Route("GET", "/v1/networks", networks.list_networks),
+    Route("POST", "/v1/networks", networks.create_network, 201),
+    Route("GET", "/v1/networks/{network}", networks.show_network),
+    Route("DELETE", "/v1/networks/{network}", networks.delete_network, 204),
+    Route("GET", "/v1/ports", networks.list_ports),
+    Route("POST", "/v1/ports", networks.create_port, 201),
+    Route("GET", "/v1/ports/{port_id}", networks.show_port),
+    Route("DELETE", "/v1/ports/{port_id}", networks.delete_port, 204),
 )
 
 

@@ -24,8 +24,10 @@ from pcifleet.control.api.schemas.instances import (
     PortIn,
     RequestOut,
 )
+from pcifleet.control.scheduler.codec import InstanceState
 from pcifleet.control.scheduler.outcomes import HostOutcome
 from pcifleet.control.services.instances import InstanceRecord, PortRequest
+from pcifleet.control.services.networks import Nic
 from pcifleet.domain.placement import Placement
 from pcifleet.domain.request import DeviceRequest
 
@@ -100,10 +102,22 @@ def boot(ctx: Ctx, body: BootIn) -> InstanceOut:
     400 for an unknown or invisible group, 403 when a quota would be exceeded, 404 for an
     unknown flavor, 409 ``pcifleet.concurrent_update`` when the claim kept losing races.
     """
-    record = ctx.services.instances.boot(
-        ctx.who, body.name, body.flavor, project=body.project, ports=_ports(body.ports)
-    )
-    return instance_out(record)
+    nics = [Nic(n.net, n.port, n.vnic_type) for n in body.nics]
+    resolved = ctx.services.networks.resolve_nics(ctx.who, nics)
+    try:
+        record = ctx.services.instances.boot(
+            ctx.who,
+            body.name,
+            body.flavor,
+            project=body.project,
+            ports=(*_ports(body.ports), *resolved.ports),
+        )
+    except Exception:
+        ctx.services.networks.delete_ports(ctx.who, resolved.created)
+        raise
+    if record.state is InstanceState.ERROR:
+        ctx.services.networks.delete_ports(ctx.who, resolved.created)
+    return instance_out(record).model_copy(update={"warnings": list(resolved.warnings)})
 
 
 def list_instances(

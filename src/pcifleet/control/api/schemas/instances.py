@@ -25,12 +25,22 @@ class PortIn(Strict):
     numa_policy: NumaPolicy | None = None
 
 
+class NicIn(Strict):
+    """``--nic net=NAME[,vnic-type=...]`` (a port is created) or ``--nic port=ID``."""
+
+    net: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    port: PortId | None = None
+    vnic_type: VnicType = VnicType.NORMAL
+
+
 class BootIn(Strict):
     name: Name
     flavor: Name
     #: defaults to the member's project (admins: ``default``)
     project: Project | None = None
     ports: list[PortIn] = Field(default_factory=list, max_length=32)
+    #: networking ports: bound at boot, unbound at delete
+    nics: list[NicIn] = Field(default_factory=list, max_length=32)
 
 
 class ExplainIn(Strict):
@@ -87,6 +97,8 @@ class InstanceOut(Out):
     created_at: dt.datetime
     updated_at: dt.datetime
     deleted_at: dt.datetime | None
+    #: e.g. the mixed vnic types warning (live migration will unplug the direct ports)
+    warnings: list[str] = Field(default_factory=list)
 
 
 class InstanceList(Out):
