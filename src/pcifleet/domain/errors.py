@@ -27,7 +27,9 @@ API uses when it surfaces the error.
     ├── Conflict                          (409)
     │   ├── InvalidTransition             pcifleet.device.invalid_transition
     │   ├── ConcurrentUpdate              pcifleet.concurrent_update
-    │   └── AlreadyExists                 pcifleet.already_exists
+    │   ├── AlreadyExists                 pcifleet.already_exists
+    │   ├── MigrationRefused              pcifleet.migration.refused
+    │   └── MigrationStateError           pcifleet.migration.state
     ├── Forbidden                         (403) pcifleet.forbidden
     ├── NoValidHost                       (409) pcifleet.schedule.no_valid_host
     ├── QuotaExceeded                     (403) pcifleet.quota.exceeded
@@ -208,6 +210,18 @@ class ConcurrentUpdate(Conflict):
 
 class AlreadyExists(Conflict):
     code = "pcifleet.already_exists"
+
+
+class MigrationRefused(Conflict):
+    """A live migration the plan refuses (a device that cannot move), or no destination."""
+
+    code = "pcifleet.migration.refused"
+
+
+class MigrationStateError(Conflict):
+    """complete/abort without a migration in flight, or a second migration of one guest."""
+
+    code = "pcifleet.migration.state"
 
 
 class Forbidden(PcifleetError):
