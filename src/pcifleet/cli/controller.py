@@ -14,6 +14,7 @@ app with :func:`pcifleet.control.api.app.app_from_env`, so they share only the d
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,16 @@ from pcifleet.control.container import Services, build_services
 from pcifleet.control.services.groups import read_groups_file
 from pcifleet.control.services.principal import Role
 from pcifleet.control.services.tokens import TokenInfo
-from pcifleet.control.settings import ENV_DATA_DIR, ENV_DATABASE_URL, settings_from_env
+from pcifleet.control.settings import (
+    ENV_DATA_DIR,
+    ENV_DATABASE_URL,
+    ENV_MAC_PREFIX,
+    ENV_MIXED_VNIC_POLICY,
+    ENV_NETWORK_VLAN_RANGES,
+    ENV_NETWORK_VNI_RANGES,
+    Settings,
+    settings_from_env,
+)
 
 token_app = typer.Typer(
     name="token", help="API tokens (works on the database directly).", no_args_is_help=True
@@ -63,10 +73,40 @@ def register(app: typer.Typer) -> None:
     app.add_typer(token_app)
 
 
-def open_services(data_dir: Path | None, database_url: str | None) -> Services:
-    """Services over the chosen database, migrated to the latest schema."""
-    settings = settings_from_env(os.environ, data_dir, database_url)
+def open_services(
+    data_dir: Path | None, database_url: str | None, overrides: Mapping[str, str] | None = None
+) -> Services:
+    """Services over the chosen database, migrated to the latest schema.
+
+    ``overrides`` are environment variables set by flags (they win over the environment)."""
+    settings = settings_from_env({**os.environ, **(overrides or {})}, data_dir, database_url)
     return build_services(settings, migrate_schema=True)
+
+
+def network_overrides(
+    vlan_ranges: str | None,
+    vni_ranges: str | None,
+    mac_prefix: str | None,
+    mixed_vnic_policy: str | None,
+) -> dict[str, str]:
+    """The networking flags given, as the environment variables they stand for."""
+    given = {
+        ENV_NETWORK_VLAN_RANGES: vlan_ranges,
+        ENV_NETWORK_VNI_RANGES: vni_ranges,
+        ENV_MAC_PREFIX: mac_prefix,
+        ENV_MIXED_VNIC_POLICY: mixed_vnic_policy,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def network_environ(settings: Settings) -> dict[str, str]:
+    """The networking settings as environment variables (for worker processes)."""
+    return network_overrides(
+        settings.network_vlan_ranges,
+        settings.network_vni_ranges,
+        settings.mac_prefix,
+        settings.mixed_vnic_policy,
+    )
 
 
 def server(
@@ -83,12 +123,40 @@ def server(
         typer.Option(help="Load device groups from this file at start (TOML/YAML/Nova JSON)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    vlan_ranges: Annotated[
+        str | None,
+        typer.Option(
+            "--network-vlan-ranges",
+            help="VLAN ids to allocate per physnet, e.g. physnet1:1000:1999,physnet2:2000:2999"
+            " ($PCIFLEET_NETWORK_VLAN_RANGES).",
+        ),
+    ] = None,
+    vni_ranges: Annotated[
+        str | None,
+        typer.Option(
+            "--network-vni-ranges",
+            help="VXLAN VNIs to allocate, e.g. 1:65535 ($PCIFLEET_NETWORK_VNI_RANGES).",
+        ),
+    ] = None,
+    mac_prefix: Annotated[
+        str | None,
+        typer.Option("--mac-prefix", help="Port MAC prefix, e.g. fa:16:3e ($PCIFLEET_MAC_PREFIX)."),
+    ] = None,
+    mixed_vnic_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--mixed-vnic-policy",
+            help="allow, warn or deny instances mixing direct and macvtap-like vnic types"
+            " ($PCIFLEET_MIXED_VNIC_POLICY).",
+        ),
+    ] = None,
 ) -> None:
     """Run the controller's REST API (migrates the database first)."""
     out = Output()
     mode = AuthMode.SINGLE_USER if single_user else AuthMode.TOKENS
+    overrides = network_overrides(vlan_ranges, vni_ranges, mac_prefix, mixed_vnic_policy)
     with failures(out):
-        services = open_services(data_dir, database_url)
+        services = open_services(data_dir, database_url, overrides)
         if groups is not None:
             loaded = services.groups.load(read_groups_file(groups))
             created, updated = len(loaded.created), len(loaded.updated)
@@ -112,6 +180,7 @@ def _serve_workers(
     os.environ[ENV_DATA_DIR] = str(services.settings.data_dir)
     os.environ[ENV_DATABASE_URL] = services.settings.database_url
     os.environ[ENV_AUTH_MODE] = mode.value
+    os.environ.update(network_environ(services.settings))
     services.close()
     uvicorn.run(
         "pcifleet.control.api.app:app_from_env",

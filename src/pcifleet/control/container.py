@@ -18,7 +18,7 @@ from pcifleet.control.services.flavors import FlavorService
 from pcifleet.control.services.groups import GroupService
 from pcifleet.control.services.instances import InstanceService, instance_service
 from pcifleet.control.services.inventory import InventoryService
-from pcifleet.control.services.networks import NetworkService
+from pcifleet.control.services.networks import NetworkService, network_options
 from pcifleet.control.services.tokens import TokenService
 from pcifleet.control.settings import Settings
 
@@ -59,7 +59,7 @@ def build_services(
     groups = GroupService(sessions)
     flavors = FlavorService(sessions)
     instances = instance_service(sessions, settings, flavors, groups)
-    networks = NetworkService(sessions)
+    networks = NetworkService(sessions, network_options(settings))
     instances.binder = networks
     return Services(
         settings=settings,

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Final
 
 from pcifleet.domain.errors import InvalidInput
+from pcifleet.network.mac import MacPrefix
+from pcifleet.network.policy import parse_policy
+from pcifleet.network.segments import VlanRanges, parse_vni_ranges
 
 ENV_DATA_DIR: Final = "PCIFLEET_DATA_DIR"
 ENV_DATABASE_URL: Final = "PCIFLEET_DATABASE_URL"
@@ -20,6 +23,10 @@ ENV_HEARTBEAT_TIMEOUT: Final = "PCIFLEET_HEARTBEAT_TIMEOUT"
 ENV_CLAIM_RETRIES: Final = "PCIFLEET_CLAIM_RETRIES"
 ENV_WEIGHER: Final = "PCIFLEET_WEIGHER"
 ENV_VF_STRATEGY: Final = "PCIFLEET_VF_STRATEGY"
+ENV_NETWORK_VLAN_RANGES: Final = "PCIFLEET_NETWORK_VLAN_RANGES"
+ENV_NETWORK_VNI_RANGES: Final = "PCIFLEET_NETWORK_VNI_RANGES"
+ENV_MAC_PREFIX: Final = "PCIFLEET_MAC_PREFIX"
+ENV_MIXED_VNIC_POLICY: Final = "PCIFLEET_MIXED_VNIC_POLICY"
 
 DEFAULT_HEARTBEAT_TIMEOUT_S: Final = 60.0
 DEFAULT_CLAIM_RETRIES: Final = 5
@@ -28,6 +35,18 @@ DATABASE_FILE: Final = "pcifleet.db"
 WEIGHERS: Final = ("pack", "spread")
 #: VF choice inside a host: fill PFs already in use first (pack) or the freest PF (spread)
 VF_STRATEGIES: Final = ("pack", "spread")
+#: Neutron's ``network_vlan_ranges`` / ``vni_ranges`` / base MAC defaults
+DEFAULT_NETWORK_VLAN_RANGES: Final = "physnet1:1000:1999,physnet2:2000:2999"
+DEFAULT_NETWORK_VNI_RANGES: Final = "1:65535"
+DEFAULT_MAC_PREFIX: Final = "fa:16:3e"
+DEFAULT_MIXED_VNIC_POLICY: Final = "warn"
+#: setting -> (its environment variable, the parser that validates it)
+_NETWORK_SETTINGS: Final = {
+    "network_vlan_ranges": (ENV_NETWORK_VLAN_RANGES, VlanRanges.parse),
+    "network_vni_ranges": (ENV_NETWORK_VNI_RANGES, parse_vni_ranges),
+    "mac_prefix": (ENV_MAC_PREFIX, MacPrefix.parse),
+    "mixed_vnic_policy": (ENV_MIXED_VNIC_POLICY, parse_policy),
+}
 
 
 class InvalidSetting(InvalidInput):
@@ -49,6 +68,14 @@ class Settings:
     weigher: str = "pack"
     #: one of :data:`VF_STRATEGIES`
     vf_strategy: str = "pack"
+    #: ``physnet:min:max`` entries VLAN ids are allocated from (a bare physnet: no range)
+    network_vlan_ranges: str = DEFAULT_NETWORK_VLAN_RANGES
+    #: ``min:max`` entries VXLAN VNIs are allocated from
+    network_vni_ranges: str = DEFAULT_NETWORK_VNI_RANGES
+    #: the first octets of allocated port MACs (``fa:16:3e``)
+    mac_prefix: str = DEFAULT_MAC_PREFIX
+    #: allow | warn | deny an instance mixing vnic types that migrate differently
+    mixed_vnic_policy: str = DEFAULT_MIXED_VNIC_POLICY
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -67,6 +94,20 @@ class Settings:
             raise InvalidSetting(
                 "must be zero or a positive integer", field="claim_retries", rule="range"
             )
+        self._check_network()
+
+    def _check_network(self) -> None:
+        """Parse each networking setting now, so a bad value stops the server at start."""
+        for name, (env, parse) in _NETWORK_SETTINGS.items():
+            value = getattr(self, name)
+            try:
+                parse(value)
+            except InvalidInput as exc:
+                raise InvalidSetting(
+                    f"{exc} (set by {env} or --{name.replace('_', '-')})",
+                    field=name,
+                    rule=exc.fields.get("rule", "format"),
+                ) from None
 
     @property
     def is_sqlite(self) -> bool:
@@ -102,7 +143,18 @@ def settings_from_env(
         claim_retries=int(_number(environ, ENV_CLAIM_RETRIES, DEFAULT_CLAIM_RETRIES, True)),
         weigher=environ.get(ENV_WEIGHER, "pack").strip().lower() or "pack",
         vf_strategy=environ.get(ENV_VF_STRATEGY, "pack").strip().lower() or "pack",
+        network_vlan_ranges=_text(environ, ENV_NETWORK_VLAN_RANGES, DEFAULT_NETWORK_VLAN_RANGES),
+        network_vni_ranges=_text(environ, ENV_NETWORK_VNI_RANGES, DEFAULT_NETWORK_VNI_RANGES),
+        mac_prefix=_text(environ, ENV_MAC_PREFIX, DEFAULT_MAC_PREFIX).lower(),
+        mixed_vnic_policy=_text(environ, ENV_MIXED_VNIC_POLICY, DEFAULT_MIXED_VNIC_POLICY).lower(),
     )
+
+
+def _text(environ: Mapping[str, str], name: str, default: str) -> str:
+    """A string setting; unset or blank means the default (an empty VLAN range list is not
+    useful enough to be spelled by an empty variable)."""
+    raw = environ.get(name)
+    return default if raw is None or not raw.strip() else raw.strip()
 
 
 def _data_dir(environ: Mapping[str, str], given: Path | str | None) -> Path:

@@ -37,6 +37,7 @@ from pcifleet.control.db.models import DeviceRow, NetworkRow, PortRow, SegmentRo
 from pcifleet.control.scheduler.hostload import HostHead
 from pcifleet.control.services.instances import DEFAULT_PROJECT, PortRequest
 from pcifleet.control.services.principal import Principal
+from pcifleet.control.settings import Settings
 from pcifleet.domain.device import DeviceType
 from pcifleet.domain.errors import AlreadyExists, InvalidInput, NotFound
 from pcifleet.domain.placement import Placement
@@ -54,7 +55,7 @@ from pcifleet.network.binding import (
 )
 from pcifleet.network.errors import InvalidPort, NetworkInUse, PortInUse
 from pcifleet.network.mac import MacPrefix, allocate_mac, normalize_mac
-from pcifleet.network.policy import MixedVnicPolicy, check_mixed_vnic_types
+from pcifleet.network.policy import MixedVnicPolicy, check_mixed_vnic_types, parse_policy
 from pcifleet.network.segments import (
     IdRange,
     NetworkType,
@@ -86,6 +87,16 @@ class NetworkOptions:
     )
     mac_prefix: MacPrefix = field(default_factory=lambda: MacPrefix.parse("fa:16:3e"))
     mixed_vnic_policy: MixedVnicPolicy = MixedVnicPolicy.WARN
+
+
+def network_options(settings: Settings) -> NetworkOptions:
+    """The networking options of the controller's settings (validated when they were built)."""
+    return NetworkOptions(
+        vlan_ranges=VlanRanges.parse(settings.network_vlan_ranges),
+        vni_ranges=parse_vni_ranges(settings.network_vni_ranges),
+        mac_prefix=MacPrefix.parse(settings.mac_prefix),
+        mixed_vnic_policy=parse_policy(settings.mixed_vnic_policy),
+    )
 
 
 # --- records -------------------------------------------------------------------------------------
