@@ -259,6 +259,40 @@ class InstanceRow(Timestamps, Base):
     )
 
 
+class MigrationRow(Timestamps, Base):
+    """A live migration of an instance: where it goes and what it holds there meanwhile.
+
+    While ``state`` is "migrating" the instance keeps its source placement (on its row) and
+    also holds ``placement`` on ``dest_host_id`` (its devices there are allocated to it), so
+    host views count both; complete moves the placement onto the instance, abort drops it.
+    """
+
+    __tablename__ = "migrations"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("instances.id", ondelete="CASCADE")
+    )
+    source_host_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("hosts.id", ondelete="SET NULL"), default=None
+    )
+    dest_host_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("hosts.id", ondelete="SET NULL"), default=None
+    )
+    #: migrating, completed, aborted
+    state: Mapped[str] = mapped_column(String(16), default="migrating")
+    #: the destination placement (same format as ``instances.placement``)
+    placement: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the plan shown to the user: items, warnings
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (
+        Index(None, "instance_id"),
+        Index(None, "dest_host_id", "state"),
+    )
+
+
 class TokenRow(Base):
     """An API bearer token, stored as its SHA-256 hex digest only."""
 
