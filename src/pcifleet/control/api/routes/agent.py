@@ -1,50 +1,139 @@
 """``/v1/hosts/{host}/desired``: the desired state an agent applies on its host.
 
 The agent keeps no local state that could diverge: after a restart it reads this and
-reconciles, so the controller's database stays the one truth about allocations.
+reconciles, so the controller's database stays the one truth about allocations. The document
+is built from one host's rows only (:func:`~pcifleet.control.services.desired.desired_for_host`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pcifleet.control.api.auth import Ctx
 from pcifleet.control.api.routes.hosts import HostRef
 from pcifleet.control.api.schemas.agent import (
+    DesiredCellOut,
     DesiredDeviceOut,
     DesiredInstanceOut,
+    DesiredPortOut,
     DesiredStateOut,
 )
-from pcifleet.control.scheduler.codec import LIVE_STATES
-from pcifleet.control.services.instances import InstanceRecord
-from pcifleet.control.services.principal import LOCAL_ADMIN
+from pcifleet.control.services.desired import DesiredInstance, DeviceFacts, desired_for_host
+from pcifleet.control.services.networks import PortRecord
+from pcifleet.domain.device import DeviceType
+from pcifleet.domain.request import RequesterKind
+
+Facts = Mapping[str, DeviceFacts]
 
 
-def _instance(record: InstanceRecord) -> DesiredInstanceOut:
+def _devices(desired: DesiredInstance, facts: Facts) -> list[DesiredDeviceOut]:
+    out = []
+    for chosen in desired.record.devices:
+        for address in chosen.devices:
+            device = facts.get(str(address))
+            out.append(
+                DesiredDeviceOut(
+                    address=str(address),
+                    request_id=chosen.request.request_id,
+                    requester=chosen.request.requester.name,
+                    requester_kind=chosen.request.requester.kind.value,
+                    dev_type=None if device is None else device.dev_type,
+                    managed=True if device is None else device.managed,
+                )
+            )
+    return out
+
+
+def _port_device(desired: DesiredInstance, port: PortRecord) -> str | None:
+    """The address claimed for the port (its binding's ``pci_slot``, else its request's)."""
+    slot = port.binding.profile.get("pci_slot") if port.binding else None
+    if isinstance(slot, str):
+        return slot
+    for chosen in desired.record.devices:
+        request = chosen.request.requester
+        if request.kind is RequesterKind.PORT and request.name == port.id and chosen.devices:
+            return str(chosen.devices[0])
+    return None
+
+
+def _vlan(port: PortRecord) -> int | None:
+    raw = port.binding.vif_details.get("vlan") if port.binding else None
+    if raw is None or str(raw).strip() in ("", "0"):
+        return None
+    return int(str(raw))
+
+
+def _location(address: str | None, facts: Facts) -> dict[str, object]:
+    """Where the port's device sits: the VF and its PF (or the PF itself), with netdevs."""
+    device = None if address is None else facts.get(address)
+    if device is None:
+        return {"vf_address": address}
+    if device.dev_type != DeviceType.VF.value:
+        return {"pf_address": device.address, "pf_ifname": device.ifname}
+    pf = None if device.parent is None else facts.get(device.parent)
+    return {
+        "vf_address": device.address,
+        "vf_index": device.vf_index,
+        "vf_ifname": device.ifname,
+        "pf_address": device.parent,
+        "pf_ifname": None if pf is None else pf.ifname,
+    }
+
+
+def _port(desired: DesiredInstance, port: PortRecord, facts: Facts) -> DesiredPortOut:
+    address = _port_device(desired, port)
+    device = None if address is None else facts.get(address)
+    profile = port.binding.profile if port.binding else {}
+    physnet = profile.get("physical_network")
+    vf = port.vf
+    return DesiredPortOut.model_validate(
+        {
+            "id": port.id,
+            "vnic_type": port.vnic_type.value,
+            "mac_address": port.mac_address,
+            "vif_type": port.vif_type,
+            "vlan": _vlan(port),
+            "physical_network": physnet if isinstance(physnet, str) else None,
+            "min_tx_rate_mbps": None if vf is None else vf.min_tx_rate_mbps,
+            "max_tx_rate_mbps": None if vf is None else vf.max_tx_rate_mbps,
+            "spoofchk": None if vf is None else vf.spoofchk,
+            "trusted": port.trusted,
+            "link_state": None if vf is None else vf.link_state.value,
+            "managed": True if device is None else device.managed,
+            **_location(address, facts),
+        }
+    )
+
+
+def _instance(desired: DesiredInstance, facts: Facts) -> DesiredInstanceOut:
+    record = desired.record
+    cells = record.placement.cells if record.placement else ()
     return DesiredInstanceOut(
         id=record.id,
         name=record.name,
         state=str(record.state),
-        devices=[
-            DesiredDeviceOut(
-                address=str(address),
-                request_id=chosen.request.request_id,
-                requester=chosen.request.requester.name,
+        devices=_devices(desired, facts),
+        vcpus=record.vcpus,
+        memory_mb=record.memory_mb,
+        cells=[
+            DesiredCellOut(
+                guest_node=c.guest_node,
+                host_cell=c.host_cell,
+                vcpus=c.vcpus,
+                memory_mb=c.memory_mb,
+                pinned_cpus=sorted(c.pinned_cpus),
+                hugepage_size_kb=c.hugepage_size_kb,
             )
-            for chosen in record.devices
-            for address in chosen.devices
+            for c in cells
         ],
+        ports=[_port(desired, p, facts) for p in desired.ports],
     )
 
 
 def desired(ctx: Ctx, host: HostRef) -> DesiredStateOut:
     """The live instances placed on ``host`` and their devices (admin, or the host's agent)."""
     ctx.who.require_host(host, "reading the desired state")
-    detail = ctx.services.inventory.show_host(host)
-    records = ctx.services.instances.list(LOCAL_ADMIN)
+    found = desired_for_host(ctx.services.sessions, host)
     return DesiredStateOut(
-        host=detail.host.name,
-        instances=[
-            _instance(r)
-            for r in records
-            if r.host_id == detail.host.id and r.state.value in LIVE_STATES
-        ],
+        host=found.host, instances=[_instance(i, found.devices) for i in found.instances]
     )

@@ -1,0 +1,115 @@
+"""The desired state of one host: its live instances, their ports and the facts of their devices.
+
+An agent reads this every cycle, so it is built with a handful of indexed queries on that
+host only (instances by ``host_id`` and state, ports by ``instance_id``, devices by
+``host_id`` and address) — never by listing every instance and filtering in Python. The
+device facts (type, parent PF, VF index, netdev names, tags) are what the agent needs to find
+a port's VF on its PF and to render ``managed`` hostdevs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from pcifleet.control.db.models import DeviceRow, InstanceRow, PortRow
+from pcifleet.control.db.repo import find_host
+from pcifleet.control.scheduler.codec import LIVE_STATES
+from pcifleet.control.services.instances import InstanceRecord, _record
+from pcifleet.control.services.networks import PortRecord, _port_record
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFacts:
+    """What the inventory knows of one device of the host."""
+
+    address: str
+    dev_type: str
+    parent: str | None
+    vf_index: int | None
+    netdevs: tuple[str, ...]
+    tags: Mapping[str, str]
+
+    @property
+    def managed(self) -> bool:
+        """Nova's ``managed`` tag; absent means yes."""
+        return self.tags.get("managed", "true").strip().lower() == "true"
+
+    @property
+    def ifname(self) -> str | None:
+        return self.netdevs[0] if self.netdevs else None
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredInstance:
+    record: InstanceRecord
+    ports: tuple[PortRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredHost:
+    host: str
+    instances: tuple[DesiredInstance, ...]
+    #: the instances' devices and the PFs of their VFs, by address
+    devices: Mapping[str, DeviceFacts]
+
+
+def _facts(row: DeviceRow) -> DeviceFacts:
+    return DeviceFacts(
+        address=row.address,
+        dev_type=row.dev_type,
+        parent=row.parent_address,
+        vf_index=row.vf_index,
+        netdevs=tuple(str(n) for n in row.netdevs or ()),
+        tags=MappingProxyType({str(k): str(v) for k, v in (row.tags or {}).items()}),
+    )
+
+
+def _devices(session: Session, host_id: str, addresses: set[str]) -> dict[str, DeviceFacts]:
+    if not addresses:
+        return {}
+    rows = session.scalars(
+        select(DeviceRow).where(DeviceRow.host_id == host_id, DeviceRow.address.in_(addresses))
+    )
+    found = {row.address: _facts(row) for row in rows}
+    parents = {f.parent for f in found.values() if f.parent is not None} - set(found)
+    if parents:
+        rows = session.scalars(
+            select(DeviceRow).where(DeviceRow.host_id == host_id, DeviceRow.address.in_(parents))
+        )
+        found.update((row.address, _facts(row)) for row in rows)
+    return found
+
+
+def desired_for_host(sessions: sessionmaker[Session], host: str) -> DesiredHost:
+    """The live instances on ``host`` (id or name), oldest first, with ports and devices."""
+    with sessions() as session:
+        host_row = find_host(session, host)
+        rows = session.scalars(
+            select(InstanceRow)
+            .where(InstanceRow.host_id == host_row.id, InstanceRow.state.in_(LIVE_STATES))
+            .order_by(InstanceRow.created_at, InstanceRow.id)
+        ).all()
+        records = [_record(row, host_row.name) for row in rows]
+        ports: dict[str, list[PortRecord]] = {r.id: [] for r in records}
+        if ports:
+            query = (
+                select(PortRow)
+                .where(PortRow.instance_id.in_(list(ports)))
+                .order_by(PortRow.created_at, PortRow.id)
+            )
+            for port in session.scalars(query):
+                ports[str(port.instance_id)].append(_port_record(port))
+        addresses = {
+            str(address)
+            for record in records
+            for chosen in record.devices
+            for address in chosen.devices
+        }
+        devices = _devices(session, host_row.id, addresses)
+    instances = tuple(DesiredInstance(r, tuple(ports[r.id])) for r in records)
+    return DesiredHost(host_row.name, instances, MappingProxyType(devices))
