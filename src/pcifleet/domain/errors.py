@@ -41,6 +41,7 @@ API uses when it surfaces the error.
     │   │   ├── VfUnsupported             pcifleet.host.vf_unsupported (driver refuses)
     │   │   └── VfRollbackFailed          pcifleet.host.vf_rollback_failed
     │   ├── MacvtapError                  pcifleet.host.macvtap
+    │   ├── PlugFailed                    pcifleet.host.plug_failed (agent plug, rolled back)
     │   └── HypervisorError               pcifleet.host.hypervisor (domain, operation, libvirt text)
     │       ├── DomainNotFound            pcifleet.host.domain_not_found (404)
     │       ├── DomainXmlRejected         pcifleet.host.domain_xml_rejected (400)
@@ -288,6 +289,13 @@ class MacvtapError(HostError):
 
     code = "pcifleet.host.macvtap"
     template = "macvtap {ifname}, {step}: {detail}"
+
+
+class PlugFailed(HostError):
+    """The agent could not plug or unplug an instance; what it had done was rolled back."""
+
+    code = "pcifleet.host.plug_failed"
+    template = "instance {instance}, {step}: {detail}"
 
 
 class HypervisorError(HostError):

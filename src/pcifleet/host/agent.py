@@ -15,11 +15,12 @@ report re-reads the host's generation and retries; a controller that rejects the
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from pcifleet.client import PcifleetClient
 from pcifleet.control.api.schemas.agent import DesiredInstanceOut
@@ -27,6 +28,7 @@ from pcifleet.control.api.schemas.hosts import InventoryIn
 from pcifleet.domain.errors import (
     ConcurrentUpdate,
     Forbidden,
+    HostError,
     PcifleetError,
     Unauthorized,
 )
@@ -106,15 +108,28 @@ def inventory_of(qualified: QualifiedScan, generation: int) -> InventoryIn:
 
 @dataclass(frozen=True, slots=True)
 class Plugged:
-    """What an applier found or made on the host for one instance."""
+    """What an applier found or made on the host for one instance.
+
+    Equality is the instance's identity on the host (name, devices, port ids): two equal
+    values need nothing done. ``desired`` carries the whole desired instance for appliers
+    that plug for real; it is not compared (a value rebuilt from the hypervisor has none).
+    """
 
     instance_id: str
     name: str
     devices: tuple[str, ...]
+    ports: tuple[str, ...] = ()
+    desired: DesiredInstanceOut | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, instance: DesiredInstanceOut) -> Plugged:
-        return cls(instance.id, instance.name, tuple(sorted(d.address for d in instance.devices)))
+        return cls(
+            instance.id,
+            instance.name,
+            tuple(sorted(d.address for d in instance.devices)),
+            tuple(sorted(p.id for p in instance.ports)),
+            instance,
+        )
 
 
 class Applier(Protocol):
@@ -126,6 +141,14 @@ class Applier(Protocol):
     def plug(self, instance: Plugged) -> None: ...
 
     def unplug(self, instance: Plugged) -> None: ...
+
+
+@runtime_checkable
+class HotPlugApplier(Applier, Protocol):
+    """An applier that can change a running instance in place (a port or device gained or
+    lost) instead of unplugging and plugging it whole."""
+
+    def update(self, old: Plugged, new: Plugged) -> None: ...
 
 
 @dataclass
@@ -157,27 +180,67 @@ class RecordingApplier:
 
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
-    """What one reconcile did: instances plugged and unplugged (ids)."""
+    """What one reconcile did: instances plugged, unplugged, changed in place, and failed
+    (ids; a failed one was rolled back by the applier and is retried next cycle)."""
 
     plugged: tuple[str, ...] = ()
     unplugged: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+
+
+def _attempt(
+    action: Callable[[Plugged], None], what: str, instance: Plugged, failed: list[str]
+) -> bool:
+    """Run one plug/unplug; a host-side failure is logged and retried next cycle."""
+    try:
+        action(instance)
+    except HostError as exc:
+        log.warning(
+            "%s of instance %s failed, retrying next cycle: %s", what, instance.instance_id, exc
+        )
+        failed.append(instance.instance_id)
+        return False
+    return True
+
+
+def _in_place(
+    applier: Applier, found: dict[str, Plugged], wanted: dict[str, Plugged]
+) -> list[tuple[Plugged, Plugged]]:
+    """(found, wanted) pairs a hot-plug applier changes in place: same instance and name."""
+    if not isinstance(applier, HotPlugApplier):
+        return []
+    return [
+        (p, wanted[key])
+        for key, p in sorted(found.items())
+        if key in wanted and wanted[key] != p and wanted[key].name == p.name
+    ]
 
 
 def reconcile(applier: Applier, desired: Iterable[DesiredInstanceOut]) -> Reconciliation:
     """Make the host match ``desired``: unplug what is not wanted (or changed), plug what is
-    missing. Applying the same desired state twice does nothing the second time."""
+    missing. Applying the same desired state twice does nothing the second time.
+
+    With a :class:`HotPlugApplier`, an instance plugged under the same name whose ports or
+    devices changed is updated in place (hot plug) instead of being unplugged and plugged.
+    A failure on one instance does not stop the others (``failed``).
+    """
     wanted = {i.id: Plugged.of(i) for i in desired}
     found = applier.found()
-    stale = [p for key, p in sorted(found.items()) if wanted.get(key) != p]
-    for instance in stale:
-        applier.unplug(instance)
-    keep = {key for key, p in found.items() if wanted.get(key) == p}
-    missing = [p for key, p in sorted(wanted.items()) if key not in keep]
-    for instance in missing:
-        applier.plug(instance)
-    return Reconciliation(
-        tuple(p.instance_id for p in missing), tuple(p.instance_id for p in stale)
-    )
+    failed: list[str] = []
+    changed = _in_place(applier, found, wanted)
+    updated = []
+    for old, new in changed:
+        assert isinstance(applier, HotPlugApplier)
+        if _attempt(functools.partial(applier.update, old), "update", new, failed):
+            updated.append(new.instance_id)
+    moved = {old.instance_id for old, _ in changed}
+    stale = [p for key, p in sorted(found.items()) if wanted.get(key) != p and key not in moved]
+    unplugged = [p.instance_id for p in stale if _attempt(applier.unplug, "unplug", p, failed)]
+    keep = {key for key, p in found.items() if wanted.get(key) == p} | moved
+    missing = [p for key, p in sorted(wanted.items()) if key not in keep and key not in failed]
+    plugged = [p.instance_id for p in missing if _attempt(applier.plug, "plug", p, failed)]
+    return Reconciliation(tuple(plugged), tuple(unplugged), tuple(updated), tuple(failed))
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -308,8 +371,13 @@ class Agent:
     def reconcile(self) -> Reconciliation:
         desired = self.client.desired_state(self.config.host)
         done = reconcile(self.applier, desired.instances)
-        if done.plugged or done.unplugged:
-            log.info("reconciled: plugged %s unplugged %s", done.plugged, done.unplugged)
+        if done.plugged or done.unplugged or done.updated:
+            log.info(
+                "reconciled: plugged %s unplugged %s updated %s",
+                done.plugged,
+                done.unplugged,
+                done.updated,
+            )
         return done
 
     # -- the loop ----------------------------------------------------------------------------
@@ -353,6 +421,7 @@ __all__ = [
     "AgentRefused",
     "Applier",
     "CycleResult",
+    "HotPlugApplier",
     "Plugged",
     "Reconciliation",
     "RecordingApplier",

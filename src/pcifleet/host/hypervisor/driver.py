@@ -110,6 +110,11 @@ class HypervisorDriver(Protocol):
 
     def state(self, name: str) -> DomainState: ...
 
+    def xml(self, name: str) -> str:
+        """The domain's XML as the hypervisor keeps it (with pcifleet's ``<metadata>``), so
+        a restarted agent can tell what it plugged."""
+        ...
+
     def info(self, name: str) -> DomainInfo: ...
 
     def list_domains(self) -> tuple[DomainInfo, ...]:

@@ -238,6 +238,9 @@ class LibvirtDriver:
     def info(self, name: str) -> DomainInfo:
         return self._call(name, Operation.STATE, _info_of)
 
+    def xml(self, name: str) -> str:
+        return self._call(name, Operation.STATE, lambda dom: str(dom.XMLDesc(0)))
+
     def list_domains(self) -> tuple[DomainInfo, ...]:
         conn = self._connection()
         with self._mapped("*", Operation.LIST):
