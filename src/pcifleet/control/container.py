@@ -19,6 +19,7 @@ from pcifleet.control.services.groups import GroupService
 from pcifleet.control.services.instances import InstanceService, instance_service
 from pcifleet.control.services.inventory import InventoryService
 from pcifleet.control.services.networks import NetworkService, network_options
+from pcifleet.control.services.ports_attach import PortAttachService
 from pcifleet.control.services.tokens import TokenService
 from pcifleet.control.settings import Settings
 
@@ -34,6 +35,7 @@ class Services:
     flavors: FlavorService
     instances: InstanceService
     networks: NetworkService
+    ports_attach: PortAttachService
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer (health, readiness)."""
@@ -71,4 +73,5 @@ def build_services(
         flavors=flavors,
         instances=instances,
         networks=networks,
+        ports_attach=PortAttachService(instances, networks),
     )

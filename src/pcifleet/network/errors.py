@@ -11,7 +11,9 @@ status otherwise)::
     Conflict
     ├── NetworkExhausted              pcifleet.network.exhausted (no free VLAN/VNI/MAC)
     ├── NetworkInUse                  pcifleet.network.in_use (ports left on it)
-    └── PortInUse                     pcifleet.port.in_use (bound to an instance)
+    ├── PortInUse                     pcifleet.port.in_use (bound to an instance)
+    ├── NoDeviceOnHost                pcifleet.port.no_device_on_host (attach: no free VF there)
+    └── InstanceNotRunning            pcifleet.port.instance_not_running (attach/detach)
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ class NetworkInUse(Conflict):
 
 class PortInUse(Conflict):
     code = "pcifleet.port.in_use"
+
+
+class NoDeviceOnHost(Conflict):
+    code = "pcifleet.port.no_device_on_host"
+
+
+class InstanceNotRunning(Conflict):
+    code = "pcifleet.port.instance_not_running"

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Final, Protocol, TypeVar
@@ -57,7 +57,8 @@ from pcifleet.control.scheduler.outcomes import (
     summarize,
 )
 from pcifleet.control.scheduler.weighers import Strategy, Weight, weigher_for
-from pcifleet.domain.errors import ConcurrentUpdate
+from pcifleet.domain.address import PciAddress
+from pcifleet.domain.errors import ConcurrentUpdate, NotFound
 from pcifleet.domain.fit import apply, fit, release
 from pcifleet.domain.hoststate import HostState
 from pcifleet.domain.placement import (
@@ -115,6 +116,22 @@ class Claimed:
 class Unplaced:
     summary: Summary
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostChange:
+    """What a change of one placed instance does to its host (see :meth:`Scheduler.change_host`)."""
+
+    #: the host's next view
+    after: HostState
+    #: the devices it allocated or freed (their PF/VF relatives are diffed with them)
+    devices: tuple[PciAddress, ...] = ()
+    #: the device request of each newly allocated device
+    request_ids: Mapping[PciAddress, str] = field(default_factory=dict)
+
+
+#: ``change(session, head after the bump, view before)``: the host's next view
+HostChanger = Callable[[Session, HostHead, HostState], HostChange]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +303,33 @@ class Scheduler:
         result = self._retrying(work, f"delete of instance {instance_id}")
         if result is not None:
             self.index.update(result.host, result.view)
+
+    # -- one host ---------------------------------------------------------------------------
+
+    def change_host(self, host_id: str, change: HostChanger, what: str) -> HostChange:
+        """Change devices of an instance already on ``host_id`` (attach/detach a port).
+
+        One transaction, as a claim: read the host, bump its generation (compare-and-swap,
+        host lock first), run ``change`` (it checks, picks devices on this host only, writes
+        its own rows and returns the next view), write the device rows from the diff. What
+        ``change`` raises rolls everything back and propagates; a lost race is retried.
+        """
+
+        def work(session: Session, attempt: _Attempt, number: int) -> tuple[HostHead, HostChange]:
+            found = self._view(session, host_id, attempt)
+            if found is None:
+                raise NotFound(f"host {host_id} not found", kind="host", id=host_id)
+            head, view = found
+            generation = bump_generation(session, head.id, head.generation)
+            new_head = HostHead(head.id, head.name, generation, head.schedulable)
+            result = change(session, new_head, view)
+            changes = device_changes(view, result.after, result.devices, result.request_ids)
+            write_device_changes(session, head.id, changes)
+            return new_head, result
+
+        head, result = self._retrying(work, what)
+        self.index.update(head, result.after)
+        return result
 
     # -- dry run ----------------------------------------------------------------------------
 

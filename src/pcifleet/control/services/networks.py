@@ -572,6 +572,22 @@ class NetworkService:
             result = bind(VnicType(row.vnic_type), host.name, segments, device, _user_profile(row))
             _write_binding(session, port_id, instance_id, result)
 
+    def unbind_port(self, session: Session, port_id: str) -> None:
+        """Unbind one port (detach from a running instance), in the caller's transaction."""
+        session.execute(
+            update(PortRow)
+            .where(PortRow.id == port_id)
+            .values(
+                instance_id=None,
+                binding_host=None,
+                vif_type=UNBOUND,
+                vif_details={},
+                binding_profile={},
+                updated_at=self._clock(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
     def unbind(self, session: Session, instance_id: str) -> None:
         """Unbind the instance's ports: Nova's profile keys go, the user's stay."""
         session.execute(
