@@ -20,13 +20,13 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy import Select, Text, bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from pcifleet.control.db.fleet import iter_fleet
-from pcifleet.control.db.models import Base, DeviceRow, HostRow, InstanceRow
+from pcifleet.control.db.models import Base, DeviceRow, HostRow, InstanceRow, MigrationRow
 from pcifleet.control.db.records import HostState as Liveness
 from pcifleet.control.db.repo import cells_from_json
 from pcifleet.control.scheduler.codec import LIVE_STATES, placement_from_json
@@ -36,6 +36,9 @@ from pcifleet.domain.hoststate import HostState
 from pcifleet.domain.numa import NumaCell
 from pcifleet.domain.placement import Placement
 from pcifleet.domain.tags import EMPTY_TAGS, Tags
+
+#: ``migrations.state`` of a move in flight
+MIGRATING: Final = "migrating"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,18 @@ def read_placements(session: Session, host_id: str | None = None) -> dict[str, l
     for host, instance_id, raw in session.execute(query):
         if raw:
             found.setdefault(host, []).append(placement_from_json(instance_id, raw))
+    for host, instance_id, raw in session.execute(_migrating(host_id)):
+        found.setdefault(host, []).append(placement_from_json(instance_id, raw))
     return found
+
+
+def _migrating(host_id: str | None) -> Select[tuple[str, str, Any]]:
+    """Destination placements of live migrations in flight (the guest holds both hosts)."""
+    query = select(MigrationRow.dest_host_id, MigrationRow.instance_id, MigrationRow.placement)
+    query = query.where(MigrationRow.state == MIGRATING, MigrationRow.dest_host_id.is_not(None))
+    if host_id is not None:
+        query = query.where(MigrationRow.dest_host_id == host_id)
+    return query
 
 
 def load_host(session: Session, head: HostHead) -> LoadedHost:

@@ -70,6 +70,8 @@ from pcifleet.domain.placement import (
 )
 
 T = TypeVar("T")
+#: which host ids a claim may choose (see :meth:`Scheduler.claim`)
+HostChoice = Callable[[str], bool]
 
 #: PostgreSQL error codes worth retrying: serialization failure, deadlock detected
 _RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})
@@ -182,19 +184,25 @@ class Scheduler:
 
     # -- claim ------------------------------------------------------------------------------
 
-    def claim(self, request: InstanceRequest, writer: ClaimWriter) -> Claimed | Unplaced:
-        """Choose a host and devices and claim them, or record why nothing fits."""
+    def claim(
+        self, request: InstanceRequest, writer: ClaimWriter, *, hosts: HostChoice | None = None
+    ) -> Claimed | Unplaced:
+        """Choose a host and devices and claim them, or record why nothing fits.
+
+        ``hosts`` limits the choice to the host ids it accepts (a migration excludes its
+        source, or names its destination); the others are neither tried nor reported.
+        """
 
         def work(session: Session, attempt: _Attempt, number: int) -> Claimed | Unplaced:
             check = self.index.prepare(request)  # after the index caught up: new pool keys
             writer.check(session)
-            claimed = self._place(session, check, writer, attempt, number)
+            claimed = self._place(session, check, writer, attempt, number, hosts)
             if claimed is None and self.index.catch_up_in(session):
                 # the index was behind another process: decide again on fresh counts
-                claimed = self._place(session, check, writer, attempt, number)
+                claimed = self._place(session, check, writer, attempt, number, hosts)
             if claimed is not None:
                 return claimed
-            summary = self._summary(check, attempt)
+            summary = self._summary(check, attempt, hosts)
             writer.unplaced(session, summary)
             return Unplaced(summary, number)
 
@@ -210,9 +218,12 @@ class Scheduler:
         writer: ClaimWriter,
         attempt: _Attempt,
         number: int,
+        hosts: HostChoice | None = None,
     ) -> Claimed | None:
         request = check.request
         for summary, weight in self.index.candidates(check):
+            if hosts is not None and not hosts(summary.id):
+                continue
             found = self._view(session, summary.id, attempt)
             if found is None:
                 continue
@@ -267,10 +278,14 @@ class Scheduler:
             attempt.seen[host_id] = (head, view)
         return head, view
 
-    def _summary(self, check: RequestFilter, attempt: _Attempt) -> Summary:
+    def _summary(
+        self, check: RequestFilter, attempt: _Attempt, hosts: HostChoice | None = None
+    ) -> Summary:
         """Every host's outcome: the fit's where it ran, else the index's rejection."""
         outcomes = []
         for summary, weight in self.index.ordered(check.wants_devices):
+            if hosts is not None and not hosts(summary.id):
+                continue
             outcome = attempt.outcomes.get(summary.id) or check.reject(summary, weight)
             if outcome is not None:
                 outcomes.append(outcome)
@@ -333,10 +348,17 @@ class Scheduler:
 
     # -- dry run ----------------------------------------------------------------------------
 
-    def explain(self, request: InstanceRequest, examples: int | None = None) -> Explanation:
+    def explain(
+        self,
+        request: InstanceRequest,
+        examples: int | None = None,
+        *,
+        hosts: HostChoice | None = None,
+    ) -> Explanation:
         """The decision :meth:`claim` would make now, with every host's outcome; no writes.
 
-        ``examples`` bounds the hosts listed per outcome group (default: the options').
+        ``examples`` bounds the hosts listed per outcome group (default: the options');
+        ``hosts`` limits the hosts considered, as for :meth:`claim`.
         """
         self._ready()
         check = self.index.prepare(request)
@@ -344,6 +366,8 @@ class Scheduler:
         outcomes = []
         with self._sessions() as session:
             for summary, weight in self.index.ordered(check.wants_devices):
+                if hosts is not None and not hosts(summary.id):
+                    continue
                 outcome = check.reject(summary, weight) or self._try(
                     session, summary.id, request, weight, attempt
                 )
