@@ -161,6 +161,7 @@ def test_controller_and_three_agents_boot_list_delete(scratch: Path) -> None:
                     "agent",
                     *("--controller", url, "--token", secret, "--host-name", host),
                     *("--sysfs-root", str(root), "--spec", str(spec_file), "--interval", "0.5"),
+                    *("--hypervisor-uri", "fake://", "--vf-configurator", "fake"),
                 )
             )
         everyone = server + agents
@@ -212,7 +213,7 @@ def _boot_list_delete(
     gpu_agent = next(a for a in agents if a.name == hosts["demo-gpu-a100"])
     wait_for(
         "the GPU host's agent to plug train-1",
-        lambda: f"would plug instance {gpu_vm['id']}" in gpu_agent.text(),
+        lambda: f"plugged instance {gpu_vm['id']}" in gpu_agent.text(),
         everyone,
     )
     assert gpu_device in gpu_agent.text()
@@ -222,7 +223,7 @@ def _boot_list_delete(
     assert _device_state(auth, gpu_vm["host"], gpu_device) == "available"
     wait_for(
         "the GPU host's agent to unplug train-1",
-        lambda: f"would unplug instance {gpu_vm['id']}" in gpu_agent.text(),
+        lambda: f"unplugged instance {gpu_vm['id']}" in gpu_agent.text(),
         everyone,
     )
     remaining = cli_json("list", *auth)

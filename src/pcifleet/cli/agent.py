@@ -3,7 +3,13 @@
 ::
 
     pcifleet agent --controller http://ctl:8774 --token $AGENT_TOKEN \\
-        --spec /etc/pcifleet/device_spec.json --interval 10
+        --spec /etc/pcifleet/device_spec.json --interval 10 \\
+        --physical-device-mappings physnet1:ens1f0,physnet2:ens2f0 \\
+        --exclude-devices 'ens1f0:0000:18:02.3;0000:18:02.4'
+
+It plugs instances through libvirt (``--hypervisor-uri``, default ``qemu:///system``;
+``fake://`` keeps domains in memory) after configuring their VFs through netlink
+(``--vf-configurator netlink``; ``fake`` keeps VF tables in memory, seeded from the scan).
 
 It logs one line per event to stderr, stops cleanly on SIGTERM or SIGINT, and exits with
 :data:`~pcifleet.host.agent.EXIT_REFUSED` (4) when the controller rejects its token.
@@ -26,9 +32,16 @@ from pcifleet.client import PcifleetClient
 from pcifleet.domain.errors import PcifleetError
 from pcifleet.domain.spec import SpecList, parse_spec_list
 from pcifleet.host.agent import Agent, AgentConfig
+from pcifleet.host.hypervisor import DEFAULT_URI, FakeHypervisor, HypervisorDriver, LibvirtDriver
+from pcifleet.host.plugger import HostApplier
 from pcifleet.host.qualify import load_spec_file
 from pcifleet.host.rescan import Rescanner
 from pcifleet.host.sysfs import SysfsReader
+from pcifleet.host.vf.configurator import VfConfigurator
+from pcifleet.host.vf.fake import FakeVfConfigurator
+from pcifleet.host.vf.mapping import AgentMappings
+from pcifleet.host.vf.netlink import NetlinkVfConfigurator
+from pcifleet.host.vf.service import VfManager
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -45,6 +58,39 @@ def _specs(path: Path | None) -> SpecList:
     except PcifleetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _mappings(physical_device_mappings: str, exclude_devices: str) -> AgentMappings | None:
+    if not physical_device_mappings.strip():
+        if exclude_devices.strip():
+            typer.echo("error: --exclude-devices needs --physical-device-mappings", err=True)
+            raise typer.Exit(2)
+        return None
+    try:
+        return AgentMappings.parse(physical_device_mappings, exclude_devices)
+    except PcifleetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _hypervisor(uri: str) -> HypervisorDriver:
+    """``fake://`` (anything starting so) is the in-memory hypervisor (demo, tests)."""
+    return FakeHypervisor(uri) if uri.startswith("fake://") else LibvirtDriver(uri)
+
+
+def _configurator(kind: str, rescanner: Rescanner) -> VfConfigurator:
+    """``netlink`` (pyroute2 on the PFs) or ``fake``: in memory, seeded with the PFs the
+    scan finds (netdev name and VF count), for hosts without SR-IOV NICs."""
+    if kind == "netlink":
+        return NetlinkVfConfigurator()
+    if kind != "fake":
+        typer.echo(f"error: --vf-configurator {kind!r}: expected netlink or fake", err=True)
+        raise typer.Exit(2)
+    fake = FakeVfConfigurator()
+    for pf in rescanner.scan().physical_functions():
+        if pf.netdev_names and pf.sriov is not None:
+            fake.add_pf(pf.netdev_names[0], pf.sriov.numvfs)
+    return fake
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -77,15 +123,33 @@ def agent(
     ] = 10.0,
     once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    hypervisor_uri: Annotated[
+        str, typer.Option(help="libvirt URI; fake:// selects the in-memory hypervisor.")
+    ] = DEFAULT_URI,
+    vf_configurator: Annotated[
+        str, typer.Option(help="netlink (pyroute2 on the PF) or fake (in memory).")
+    ] = "netlink",
+    physical_device_mappings: Annotated[
+        str,
+        typer.Option(help="Neutron's physnet:ifname list, e.g. physnet1:ens1f0,physnet2:ens2f0."),
+    ] = "",
+    exclude_devices: Annotated[
+        str, typer.Option(help="Neutron's ifname:addr;addr list of VFs held out of use.")
+    ] = "",
 ) -> None:
     """Run the host agent: register, scan, report, heartbeat, apply the desired state."""
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format=LOG_FORMAT)
     config = AgentConfig(
-        host=host_name or socket.gethostname(), specs=_specs(spec), interval=interval
+        host=host_name or socket.gethostname(),
+        specs=_specs(spec),
+        interval=interval,
+        mappings=_mappings(physical_device_mappings, exclude_devices),
     )
     stop = threading.Event()
     _stop_on_signals(stop)
     rescanner = Rescanner(SysfsReader.for_directory(sysfs_root))
+    vfs = VfManager(_configurator(vf_configurator, rescanner))
+    applier = HostApplier(vfs, _hypervisor(hypervisor_uri))
     with PcifleetClient(controller, token, timeout=10) as client:
-        code = Agent(client, rescanner, config).run(stop, once=once)
+        code = Agent(client, rescanner, config, applier).run(stop, once=once)
     raise typer.Exit(code)

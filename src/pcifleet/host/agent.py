@@ -25,6 +25,7 @@ from typing import Final, Protocol, runtime_checkable
 from pcifleet.client import PcifleetClient
 from pcifleet.control.api.schemas.agent import DesiredInstanceOut
 from pcifleet.control.api.schemas.hosts import InventoryIn
+from pcifleet.domain.device import Device, DeviceType
 from pcifleet.domain.errors import (
     ConcurrentUpdate,
     Forbidden,
@@ -36,6 +37,13 @@ from pcifleet.domain.spec import SpecList
 from pcifleet.host.model import PciFunction
 from pcifleet.host.qualify import QualifiedScan, qualify
 from pcifleet.host.rescan import Rescanner, ScanDiff
+from pcifleet.host.vf.mapping import (
+    MAPPINGS_OPTION,
+    AgentMappings,
+    PfSeen,
+    PhysnetPlan,
+    plan_physnets,
+)
 from pcifleet.sim.catalogue import find_by_ids
 
 log = logging.getLogger("pcifleet.agent")
@@ -66,26 +74,107 @@ def device_label(function: PciFunction) -> str:
     return model.description if model else f"{function.vendor_id}:{function.device_id}"
 
 
-def inventory_of(qualified: QualifiedScan, generation: int) -> InventoryIn:
-    """The report body: the assignable devices with their tags, and the NUMA cells."""
-    labels = {v.function.address: device_label(v.function) for v in qualified.verdicts}
-    devices = [
-        {
-            "address": str(d.address),
-            "vendor_id": d.vendor_id,
-            "product_id": d.product_id,
-            "dev_type": d.dev_type.value,
-            "class_code": d.class_code,
-            "numa_node": d.numa_node,
-            "parent": None if d.parent is None else str(d.parent),
-            "vf_index": d.vf_index,
-            "driver": d.driver,
-            "netdevs": list(d.netdevs),
-            "tags": dict(d.tags),
-            "label": labels[d.address],
-        }
-        for d in qualified.assignable()
+def _mac_of(function: PciFunction | None) -> str | None:
+    if function is None:
+        return None
+    return next((n.mac for n in function.netdevs if n.mac), None)
+
+
+def _ifname_of(function: PciFunction) -> str | None:
+    return function.netdev_names[0] if function.netdev_names else None
+
+
+def physnet_plan(qualified: QualifiedScan, mappings: AgentMappings) -> PhysnetPlan:
+    """Which PFs of the scan serve which physical network (by their netdev names)."""
+    seen = [
+        PfSeen(name, pf.address, tuple(vf.address for vf in qualified.scan.vfs_of(pf.address)))
+        for pf in qualified.scan.physical_functions()
+        if (name := _ifname_of(pf)) is not None
     ]
+    return plan_physnets(mappings, seen)
+
+
+def _physnet_tags(device: Device, tags: dict[str, str], physnet: str | None) -> None:
+    """Set the physical network the mapping gives (it wins over a spec tag, with a warning:
+    the mapping states how the NIC is cabled); no mapping means no physical network."""
+    spec_value = tags.get("physical_network")
+    if spec_value is not None and physnet is not None and spec_value != physnet:
+        log.warning(
+            "device %s: the spec tags physical_network=%s but %s maps it to %s; using %s",
+            device.address,
+            spec_value,
+            MAPPINGS_OPTION,
+            physnet,
+            physnet,
+        )
+    if physnet is None:
+        tags.pop("physical_network", None)
+    else:
+        tags["physical_network"] = physnet
+
+
+def device_tags(
+    qualified: QualifiedScan, device: Device, plan: PhysnetPlan | None
+) -> dict[str, str] | None:
+    """The tags reported for a device (PF MACs, mapped physical networks); None when the
+    device is held out (a VF in ``exclude_devices``)."""
+    tags = dict(device.tags)
+    function = qualified.scan.get(device.address)
+    if device.dev_type is DeviceType.PF:
+        mac = _mac_of(function)
+        if mac:
+            tags["mac_address"] = mac
+    elif device.dev_type is DeviceType.VF and device.parent is not None:
+        mac = _mac_of(qualified.scan.get(device.parent))
+        if mac:
+            tags["pf_mac_address"] = mac
+    if plan is None or device.dev_type not in (DeviceType.PF, DeviceType.VF):
+        return tags
+    if device.address in plan.excluded():
+        return None
+    if device.dev_type is DeviceType.PF:
+        physnet = next((pf.physnet for pf in plan.pfs if pf.address == device.address), None)
+    else:
+        physnet = plan.physnet_of_vf(device.address)
+    _physnet_tags(device, tags, physnet)
+    return tags
+
+
+def inventory_of(
+    qualified: QualifiedScan, generation: int, mappings: AgentMappings | None = None
+) -> InventoryIn:
+    """The report body: the assignable devices with their tags, and the NUMA cells.
+
+    PFs carry their netdev's MAC (``mac_address``) and VFs their PF's (``pf_mac_address``),
+    which the controller puts in the binding profile. With Neutron's
+    ``physical_device_mappings`` the PFs and VFs of a mapped NIC are tagged with its physical
+    network (the mapping wins over a spec tag, with a warning), PFs and VFs of unmapped NICs
+    carry none, and VFs in ``exclude_devices`` are not reported, so the scheduler only offers
+    VFs of PFs mapped to the requested physical network.
+    """
+    labels = {v.function.address: device_label(v.function) for v in qualified.verdicts}
+    plan = None if mappings is None else physnet_plan(qualified, mappings)
+    devices = []
+    for d in qualified.assignable():
+        tags = device_tags(qualified, d, plan)
+        if tags is None:
+            continue
+        devices.append(
+            {
+                "address": str(d.address),
+                "vendor_id": d.vendor_id,
+                "product_id": d.product_id,
+                "dev_type": d.dev_type.value,
+                "class_code": d.class_code,
+                "numa_node": d.numa_node,
+                "parent": None if d.parent is None else str(d.parent),
+                "vf_index": d.vf_index,
+                "driver": d.driver,
+                "netdevs": list(d.netdevs),
+                "tags": tags,
+                "label": labels[d.address],
+            }
+        )
     cells = [
         {
             "id": c.id,
@@ -253,6 +342,8 @@ class AgentConfig:
     interval: float = 10.0
     #: every this many cycles the rescan drops its cache of static facts
     full_rescan_every: int = 60
+    #: Neutron's physical_device_mappings / exclude_devices (None: spec tags only)
+    mappings: AgentMappings | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +391,9 @@ class Agent:
                 f"controller refused the token for host {self.config.host!r}: {exc} "
                 "(check --token: it must be an agent token for this host)"
             ) from exc
+        except HostError as exc:
+            log.warning("host-side failure, retrying next cycle: %s", exc)
+            return CycleResult(ok=False)
         except ScanFailed as exc:
             log.warning("scan failed, retrying next cycle: %s", exc.__cause__ or exc)
             return CycleResult(ok=False)
@@ -348,7 +442,7 @@ class Agent:
             assert self.generation is not None
             try:
                 result = self.client.report_inventory(
-                    self.config.host, inventory_of(qualified, self.generation)
+                    self.config.host, inventory_of(qualified, self.generation, self.config.mappings)
                 )
             except ConcurrentUpdate:
                 log.info("report raced another writer (attempt %d): re-reading", attempt)
@@ -427,6 +521,8 @@ __all__ = [
     "RecordingApplier",
     "describe",
     "device_label",
+    "device_tags",
     "inventory_of",
+    "physnet_plan",
     "reconcile",
 ]
