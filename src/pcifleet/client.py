@@ -63,6 +63,7 @@ from pcifleet.control.api.schemas.networks import (
     PortList,
     PortOut,
 )
+from pcifleet.control.api.schemas.ports_attach import PortAttachIn, PortAttachOut
 from pcifleet.control.api.schemas.tokens import TokenCreate, TokenCreated, TokenList, TokenOut
 from pcifleet.domain import errors
 from pcifleet.domain.errors import PcifleetError
@@ -396,6 +397,19 @@ class PcifleetClient(BaseClient):
 
     def delete_port(self, port_id: str) -> None:
         self.request("DELETE", f"/v1/ports/{_seg(port_id)}")
+
+    def attach_port(
+        self, instance_id: str, *, port: str | None = None, nic: NicIn | None = None
+    ) -> PortAttachOut:
+        """Attach an unbound port, or a new port on ``nic.net``, to a running instance."""
+        body = PortAttachIn(port=port, nic=nic)
+        path = f"/v1/instances/{_seg(instance_id)}/ports"
+        return self._send(PortAttachOut, "POST", path, body)
+
+    def detach_port(self, instance_id: str, port_id: str) -> PortAttachOut:
+        """Free the port's device and unbind it (the port stays, unbound)."""
+        path = f"/v1/instances/{_seg(instance_id)}/ports/{_seg(port_id)}"
+        return self._send(PortAttachOut, "DELETE", path, None)
 
     # -- tokens ---------------------------------------------------------------------------
 

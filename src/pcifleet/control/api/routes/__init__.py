@@ -24,6 +24,7 @@ from pcifleet.control.api.routes import (
     hosts,
     instances,
     networks,
+    ports_attach,
     tokens,
 )
 
@@ -72,6 +73,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/instances/explain", instances.explain),
     Route("GET", "/v1/instances/{instance_id}", instances.show),
     Route("DELETE", "/v1/instances/{instance_id}", instances.delete),
+    Route("POST", "/v1/instances/{instance_id}/ports", ports_attach.attach_port, 201),
+    Route("DELETE", "/v1/instances/{instance_id}/ports/{port_id}", ports_attach.detach_port),
     Route("GET", "/v1/networks", networks.list_networks),
     Route("POST", "/v1/networks", networks.create_network, 201),
     Route("GET", "/v1/networks/{network}", networks.show_network),
