@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pcifleet.cli.connect import DEFAULT_URL, AsJson, ClientFactory, Token, Url
+from pcifleet.cli.networks import parse_nic, print_bindings
 from pcifleet.cli.output import Output
 from pcifleet.client import PcifleetClient
 from pcifleet.control.api.schemas.instances import (
@@ -72,17 +73,25 @@ def boot_command(
     name: Annotated[str, typer.Argument(help="Instance name.")],
     flavor: Flavor,
     project: Project = None,
+    nic: Annotated[
+        list[str] | None,
+        typer.Option("--nic", help="net=NAME[,vnic-type=direct] or port=ID; repeatable."),
+    ] = None,
     as_json: AsJson = False,
     url: Url = DEFAULT_URL,
     token: Token = None,
 ) -> None:
     """Boot an instance: place it and claim its devices (exit 1 if nothing fits)."""
     with _session(ctx, url, token, as_json) as (client, out):
-        vm = client.boot(name, flavor, project=project)
+        nics = [parse_nic(n) for n in nic or ()]
+        vm = client.boot(name, flavor, project=project, nics=nics)
+        ports = client.list_ports(instance=vm.id) if nics and vm.state != "error" else []
     if as_json:
         out.json(vm)
     else:
         render_instance(out.console, vm)
+        if nics:
+            print_bindings(out, ports, vm.warnings)
     if vm.state == "error":
         raise typer.Exit(1)
 

@@ -45,6 +45,7 @@ def _register() -> None:
     importlib.import_module("pcifleet.cli.audit").register(app)
     importlib.import_module("pcifleet.cli.agent").register(app)
     importlib.import_module("pcifleet.cli.instance_xml").register(app)
+    importlib.import_module("pcifleet.cli.networks").register(app)
 
 
 _register()
