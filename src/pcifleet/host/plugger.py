@@ -19,13 +19,16 @@ unplugs those it lost.
 What is plugged is read from the hypervisor, never from memory: domains are named
 ``pcifleet-<instance id>`` (as ``pcifleet instance xml`` names them) and carry a
 ``<metadata>`` element listing the instance's name, devices, ports and the VFs configured for
-them, so a restarted agent finds its instances and does not plug them twice.
+them, so a restarted agent finds its instances and does not plug them twice. Each VF carries
+the snapshot the VF manager took before configuring it; a restarted agent hands those back to
+its manager (:meth:`~pcifleet.host.vf.service.VfManager.adopt`), so an unplug after a restart
+still restores the VFs exactly (a MAC the guest changed included).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from uuid import UUID
@@ -53,8 +56,9 @@ from pcifleet.host.libvirt import (
     to_string,
 )
 from pcifleet.host.libvirt.devices import Element
-from pcifleet.host.vf.model import LinkState, VfSettings, VlanTag
+from pcifleet.host.vf.model import LinkState, VfSettings, VfState, VlanTag
 from pcifleet.host.vf.service import VfManager
+from pcifleet.host.vf.snapshot import snapshot_attributes, snapshot_from_attributes
 
 log = logging.getLogger("pcifleet.agent.plug")
 
@@ -65,6 +69,8 @@ _M: Final = f"{{{METADATA_NS}}}"
 
 Renderer = Callable[[DomainSpec], Element]
 Item = GuestDevice | GuestPort
+#: pre-plug VF snapshots by (PF netdev, VF index)
+Snapshots = Mapping[tuple[str, int], VfState]
 
 
 def domain_name(instance_id: str) -> str:
@@ -186,8 +192,11 @@ def domain_spec(instance: DesiredInstanceOut, items: Iterable[Item]) -> DomainSp
 # --- metadata: what a restarted agent reads back ------------------------------------------------
 
 
-def with_metadata(root: Element, plugged: Plugged, vfs: Iterable[VfBinding]) -> Element:
-    """``root`` with ``<metadata><pcifleet:instance>`` naming what the agent plugged."""
+def with_metadata(
+    root: Element, plugged: Plugged, vfs: Iterable[VfBinding], snapshots: Snapshots | None = None
+) -> Element:
+    """``root`` with ``<metadata><pcifleet:instance>`` naming what the agent plugged, each VF
+    with its pre-plug snapshot (``<pcifleet:snapshot>``) when ``snapshots`` has one."""
     metadata = etree.SubElement(root, "metadata")
     instance = etree.SubElement(
         metadata, f"{_M}instance", nsmap={"pcifleet": METADATA_NS}, id=plugged.instance_id
@@ -198,9 +207,12 @@ def with_metadata(root: Element, plugged: Plugged, vfs: Iterable[VfBinding]) -> 
     for port in plugged.ports:
         etree.SubElement(instance, f"{_M}port", id=port)
     for vf in vfs:
-        etree.SubElement(
+        element = etree.SubElement(
             instance, f"{_M}vf", port=vf.port_id, pf=vf.pf_ifname, index=str(vf.vf_index)
         )
+        snapshot = (snapshots or {}).get((vf.pf_ifname, vf.vf_index))
+        if snapshot is not None:
+            etree.SubElement(element, f"{_M}snapshot", snapshot_attributes(snapshot))
     return root
 
 
@@ -208,6 +220,23 @@ def with_metadata(root: Element, plugged: Plugged, vfs: Iterable[VfBinding]) -> 
 class FoundDomain:
     plugged: Plugged
     vfs: tuple[tuple[str, int], ...]
+    #: (PF netdev, snapshot) of the VFs whose pre-plug state the metadata kept
+    snapshots: tuple[tuple[str, VfState], ...] = ()
+
+
+def _snapshot_of(element: Element, pf: str, index: int) -> VfState | None:
+    """The VF's stored snapshot; None when there is none or it cannot be read (logged: the
+    VF is then not restored on unplug, which beats refusing to unplug)."""
+    stored = element.find(f"{_M}snapshot")
+    if stored is None:
+        return None
+    try:
+        return snapshot_from_attributes({str(k): str(v) for k, v in stored.items()}, index)
+    except PcifleetError as exc:
+        log.error(
+            "VF %s/%d: stored snapshot unreadable, it will not be restored: %s", pf, index, exc
+        )
+        return None
 
 
 def read_metadata(xml: str) -> FoundDomain | None:
@@ -223,8 +252,15 @@ def read_metadata(xml: str) -> FoundDomain | None:
         devices=tuple(sorted(str(e.get("address")) for e in instance.iterfind(f"{_M}device"))),
         ports=tuple(sorted(str(e.get("id")) for e in instance.iterfind(f"{_M}port"))),
     )
-    vfs = tuple((str(e.get("pf")), int(str(e.get("index")))) for e in instance.iterfind(f"{_M}vf"))
-    return FoundDomain(plugged, vfs)
+    vfs: list[tuple[str, int]] = []
+    snapshots: list[tuple[str, VfState]] = []
+    for element in instance.iterfind(f"{_M}vf"):
+        pf, index = str(element.get("pf")), int(str(element.get("index")))
+        vfs.append((pf, index))
+        snapshot = _snapshot_of(element, pf, index)
+        if snapshot is not None:
+            snapshots.append((pf, snapshot))
+    return FoundDomain(plugged, tuple(vfs), tuple(snapshots))
 
 
 # --- the applier ------------------------------------------------------------------------------
@@ -268,7 +304,28 @@ class HostApplier:
             cached = self._plugged.get(key)
             plugged[key] = cached if cached == domain.plugged else domain.plugged
             self._vfs.setdefault(domain.plugged.instance_id, domain.vfs)
+            self._adopt(key, domain.snapshots)
         return plugged
+
+    def _adopt(self, instance_id: str, snapshots: Iterable[tuple[str, VfState]]) -> None:
+        """Hold the VFs of a domain an earlier agent process plugged with their snapshots."""
+        for pf, snapshot in snapshots:
+            if self.vf_manager.adopt(pf, snapshot.index, snapshot):
+                log.info(
+                    "instance %s: took up the pre-plug snapshot of VF %s/%d from its domain",
+                    instance_id,
+                    pf,
+                    snapshot.index,
+                )
+
+    def _snapshots(self, vfs: Iterable[VfBinding]) -> dict[tuple[str, int], VfState]:
+        """The VF manager's snapshots of ``vfs`` (taken by ``configure``), for the metadata."""
+        found = {}
+        for vf in vfs:
+            snapshot = self.vf_manager.snapshot(vf.pf_ifname, vf.vf_index)
+            if snapshot is not None:
+                found[(vf.pf_ifname, vf.vf_index)] = snapshot
+        return found
 
     # -- plug --------------------------------------------------------------------------------
 
@@ -296,7 +353,7 @@ class HostApplier:
                 self.vf_manager.configure(vf.pf_ifname, vf.vf_index, vf.settings)
                 done.append(vf)
             step = "define"
-            xml = to_string(with_metadata(self.render(spec), instance, vfs))
+            xml = to_string(with_metadata(self.render(spec), instance, vfs, self._snapshots(vfs)))
             self.hypervisor.define(xml)
             defined = True
             step = "start"
@@ -377,7 +434,7 @@ class HostApplier:
             self.detach(new.instance_id, name, key, before[key], old)
         for key in sorted(set(after) - set(before)):
             self.attach(new.instance_id, name, after[key], _vf_for(vfs, key))
-        xml = to_string(with_metadata(self.render(spec), new, vfs))
+        xml = to_string(with_metadata(self.render(spec), new, vfs, self._snapshots(vfs)))
         try:
             self.hypervisor.define(xml)
         except PcifleetError as exc:

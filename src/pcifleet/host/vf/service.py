@@ -15,6 +15,8 @@ Rules, over any ``VfConfigurator``:
 - **Best effort on release.** ``release`` tries every differing field separately (a driver
   refusing one setting must not keep the MAC from being restored) and, if any fail, raises and
   keeps the snapshot so that a later ``release`` retries.
+- **Restart-safe.** ``adopt`` takes up a snapshot an earlier agent process recorded (the
+  applier keeps them in the domain's metadata), so a restarted agent restores the VF too.
 - **One operation per VF at a time.** A lock per (PF, VF) serializes operations on a VF;
   different VFs proceed in parallel.
 """
@@ -87,6 +89,28 @@ class VfManager:
                 raise _combined(key, errors)
             del self._snapshots[key]
             return VfChange(self._configurator.read(pf_ifname, vf_index), written)
+
+    def adopt(self, pf_ifname: str, vf_index: int, snapshot: VfState) -> bool:
+        """Hold the VF with a snapshot taken by an earlier process (read back from where the
+        applier stored it), so ``release`` restores it as if this manager had configured it.
+
+        A snapshot already held wins (it is this process's own, or was adopted before):
+        returns False then, True when ``snapshot`` was taken up. Nothing is written.
+        """
+        if snapshot.index != vf_index:
+            raise VfError(
+                f"the snapshot is of VF {snapshot.index}, not of VF {vf_index}",
+                pf=pf_ifname,
+                vf=vf_index,
+                field="vf",
+                rule="snapshot_index",
+            )
+        key = (pf_ifname, vf_index)
+        with self._lock(key):
+            if key in self._snapshots:
+                return False
+            self._snapshots[key] = snapshot
+            return True
 
     def snapshot(self, pf_ifname: str, vf_index: int) -> VfState | None:
         """The state ``release`` will restore, or None when the VF is not held."""
