@@ -141,14 +141,16 @@ def test_driver_override_is_stored_and_cleared(host: BuiltHost) -> None:
 
 
 def test_delayed_vfs_appear_later_or_on_settle(host: BuiltHost) -> None:
-    with FakeKernel(host.root, vf_delay=0.3) as kernel:
+    # the delay is long enough that even a loaded machine checks "not yet" before it ends;
+    # VFs then appear one by one, as the kernel creates them, so wait for all four
+    with FakeKernel(host.root, vf_delay=1.5) as kernel:
         pf_dir = host.sys_root / host.function(PF).path
         kernel.write(_numvfs(host), "0")
         kernel.write(_numvfs(host), "4")
         assert _numvfs(host).read_text() == "4\n"
         assert _virtfns(pf_dir) == []
-        deadline = time.monotonic() + 10
-        while not _virtfns(pf_dir) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while len(_virtfns(pf_dir)) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(_virtfns(pf_dir)) == 4
         kernel.write(_numvfs(host), "0")
