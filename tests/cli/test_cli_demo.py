@@ -37,6 +37,11 @@ def test_demo_shows_every_step_and_exits_0(fresh: Path) -> None:
     for title in ("Simulating hosts", "Creating device groups", "Booting instances"):
         assert f"✓ {title}" in out
     assert all(name in out for name in ("gpu-a100-01", "nfv-x710-01", "storage-01"))
+    assert "✓ Creating networks and ports, booting guests with NICs" in out
+    assert "vxlan 1 + vlan 2001 on physnet2" in out
+    assert "max_kbps 1500 kbit/s is enforced as 2 Mbit/s" in out
+    assert "port bindings" in out and "hostdev_physical" in out
+    assert "! edge-fw-1: this instance mixes vnic types" in out
     assert "placements" in out and "train-1" in out
     assert "train-huge (gpu.quad) is in state error: No valid host was found." in out
     assert "used/total per host and NUMA cell" in out
@@ -58,6 +63,11 @@ def test_demo_json_is_a_machine_readable_summary(fresh: Path) -> None:
     assert failure["instance"] == "train-huge"
     assert failure["code"] == "pcifleet.schedule.no_valid_host"
     assert document["explain"]["chosen"]["host"]
+    bindings = document["bindings"]
+    assert {b["vnic_type"] for b in bindings} == {"direct", "macvtap", "direct-physical"}
+    assert all(b["host"] and b["pci_slot"] and b["physical_network"] for b in bindings)
+    assert {b["port"] for b in bindings} == {p["id"] for p in document["ports"]}
+    assert list(document["mixed_vnic_warnings"]) == ["edge-fw-1"]
     assert {f["state"] for f in document["delete"]["freed"]} == {"available"}
     cells = document["utilization"]["after_delete"]["cells"]
     assert len(cells) == 2 * len(DEMO_PROFILES)

@@ -18,14 +18,16 @@ import pytest
 
 from pcifleet.client import AsgiApp, PcifleetClient
 from pcifleet.control.api.app import create_app
+from pcifleet.control.api.schemas.networks import PortOut
 from pcifleet.control.container import build_services
 from pcifleet.control.services.principal import Role
 from pcifleet.control.settings import settings_from_env, sqlite_url
-from pcifleet.domain.device import DeviceState
+from pcifleet.domain.device import DeviceState, DeviceType
 from pcifleet.domain.errors import InvalidInput
 from pcifleet.sim.demo import (
     DELETE_INSTANCE,
     DEMO_BOOTS,
+    DEMO_NIC_BOOTS,
     DEMO_PROFILES,
     STEPS,
     BootsDone,
@@ -34,7 +36,9 @@ from pcifleet.sim.demo import (
     DemoContext,
     DemoRun,
     Explained,
+    GuestPorts,
     HostsReported,
+    NetworksAndPorts,
     Step,
     Utilization,
     prepare_data_dir,
@@ -115,6 +119,94 @@ def test_the_management_nic_is_excluded_and_never_reported(
     assert "0000:11:00.0" not in addresses
 
 
+def _networks(run: DemoRun) -> NetworksAndPorts:
+    made = run.results["networks"]
+    assert isinstance(made, NetworksAndPorts)
+    return made
+
+
+def _guest(run: DemoRun, name: str) -> GuestPorts:
+    return next(g for g in _networks(run).guests if g.instance.name == name)
+
+
+def test_networks_have_their_segments_and_the_qos_rate_is_rounded_with_a_note(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    made = _networks(run)
+    segments = {
+        n.name: [(s.network_type, s.physical_network) for s in n.segments] for n in made.networks
+    }
+    assert segments == {
+        "sriov-phys1": [("vlan", "physnet1")],
+        "sriov-phys2": [("vlan", "physnet2")],
+        "tenant-multi": [("vxlan", None), ("vlan", "physnet2")],
+    }
+    assert {n.name for n in api.list_networks()} == set(segments)
+    qos = next(p for p in made.ports if p.name == "fw-mgmt")
+    assert qos.qos_max_kbps == 1500
+    assert qos.vf is not None and qos.vf.max_tx_rate_mbps == 2
+    assert "1500 kbit/s is enforced as 2 Mbit/s" in qos.notes[0]
+    assert all(p.binding is None for p in made.ports)  # made unbound, bound by the boots
+
+
+def _bound_device(api: PcifleetClient, guest: GuestPorts, port: PortOut) -> tuple[str, str]:
+    """The (host, address) the instance's request for ``port`` holds, checked against the
+    binding."""
+    vm = guest.instance
+    (request,) = [r for r in vm.requests if r.requester == port.id]
+    (address,) = request.devices
+    assert port.binding is not None
+    assert (port.binding.host, port.binding.profile["pci_slot"]) == (vm.host, address)
+    assert port.instance_id == vm.id
+    return (vm.host or "", address)
+
+
+def test_guests_with_nics_are_bound_to_the_devices_they_hold(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    guests = _networks(run).guests
+    assert [g.instance.name for g in guests] == [b.name for b in DEMO_NIC_BOOTS]
+    assert all(g.instance.state == "active" for g in guests)
+    vnics = sorted(p.vnic_type for g in guests for p in g.ports)
+    assert vnics == ["direct", "direct", "direct-physical", "macvtap", "macvtap"]
+    held: set[tuple[str, str]] = set()
+    for guest in guests:
+        assert len(guest.ports) == len(guest.instance.requests)
+        for port in guest.ports:
+            where = _bound_device(api, guest, port)
+            assert where not in held
+            held.add(where)
+            device = next(d for d in api.list_devices(host=where[0]) if d.address == where[1])
+            _check_binding(port, device.dev_type, device.vf_index, device.tags)
+
+
+def _check_binding(
+    port: PortOut, dev_type: DeviceType, vf_index: int | None, tags: dict[str, str]
+) -> None:
+    assert port.binding is not None
+    profile = port.binding.profile
+    assert profile["physical_network"] == tags["physical_network"]
+    assert port.binding.vif_details["vlan"] in {"1000", "2000", "2001"}
+    if port.vnic_type == "direct-physical":
+        assert dev_type is DeviceType.PF and port.binding.vif_type == "hostdev_physical"
+        assert profile["device_mac_address"] == tags["mac_address"]
+        return
+    assert dev_type is DeviceType.VF and port.binding.vif_type == "hw_veb"
+    assert profile["vf_num"] == vf_index
+    assert profile["pf_mac_address"] == tags["pf_mac_address"]
+
+
+def test_a_trusted_port_gets_a_trusted_vf_and_mixed_vnic_types_are_warned(run: DemoRun) -> None:
+    firewall = _guest(run, "edge-fw-1")
+    (uplink,) = [p for p in firewall.ports if p.name == "fw-uplink"]
+    assert uplink.trusted and uplink.binding is not None
+    assert uplink.binding.profile["trusted"] == "true"
+    assert firewall.instance.host == "nfv-e810-01"  # the only host whose VFs are trusted
+    assert "live migration will unplug the direct ports" in firewall.instance.warnings[0]
+    others = [g for g in _networks(run).guests if g is not firewall]
+    assert all(not g.instance.warnings for g in others)
+
+
 def test_placed_instances_hold_distinct_devices_in_the_api(
     run: DemoRun, api: PcifleetClient
 ) -> None:
@@ -183,13 +275,15 @@ def _vcpus(usage: Utilization) -> int:
 def test_utilization_counts_what_the_placements_hold(run: DemoRun) -> None:
     usage = run.results["utilization"]
     assert isinstance(usage, Utilization)
-    placed = _boots(run).placed
+    placed = _boots(run).placed + tuple(g.instance for g in _networks(run).guests)
     pinned = sum(c.vcpus for vm in placed for c in vm.cells)
     floating = sum(vm.vcpus for vm in placed if not vm.cells)
     assert _vcpus(usage) == pinned
     assert sum(usage.floating_vcpus.values()) == floating
     gpus = sum(r.count for vm in placed for r in vm.requests if r.requester == "gpu")
     assert _used(usage, "GPUs") == gpus
+    vfs = [p for g in _networks(run).guests for p in g.ports if p.vnic_type != "direct-physical"]
+    assert _used(usage, "NIC VFs") == len(vfs)
     assert len(usage.cells) == 2 * len(DEMO_PROFILES)
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from pcifleet.cli.output import Output, failures
 from pcifleet.control.api.schemas.instances import CellOut, ExplainOut, InstanceOut, RequestOut
+from pcifleet.control.api.schemas.networks import NetworkOut, PortOut
 from pcifleet.sim.demo import (
     DEVICE_KINDS,
     BootsDone,
@@ -32,7 +33,9 @@ from pcifleet.sim.demo import (
     Explained,
     FlavorsCreated,
     GroupsCreated,
+    GuestPorts,
     HostsReported,
+    NetworksAndPorts,
     QuietView,
     Step,
     Utilization,
@@ -190,6 +193,88 @@ def render_flavors(console: Console, created: FlavorsCreated) -> None:
     console.print(table)
 
 
+def _segments(network: NetworkOut) -> str:
+    return " + ".join(
+        f"{s.network_type} {s.segmentation_id}"
+        + (f" on {s.physical_network}" if s.physical_network else "")
+        for s in network.segments
+    )
+
+
+def port_label(port: PortOut) -> str:
+    """A port's name, or the start of its id (ports a ``net=`` NIC made have no name)."""
+    return port.name or port.id[:8]
+
+
+def _port_settings(port: PortOut) -> str:
+    settings = []
+    if port.trusted:
+        settings.append("trusted")
+    if port.qos_max_kbps is not None:
+        settings.append(f"QoS max {port.qos_max_kbps} kbit/s")
+    return ", ".join(settings) or "-"
+
+
+def _profile(port: PortOut, key: str) -> str:
+    value = port.binding.profile.get(key) if port.binding else None
+    return "-" if value is None else str(value)
+
+
+def _binding_row(guest: GuestPorts, port: PortOut, first: bool) -> list[str]:
+    binding = port.binding
+    mac = _profile(port, "pf_mac_address")
+    if mac == "-":
+        mac = _profile(port, "device_mac_address")
+    vlan = binding.vif_details.get("vlan") if binding else None
+    return [
+        (escape(guest.instance.name) if first else "") + f"\n[dim]{escape(port_label(port))}[/]",
+        f"{port.vnic_type}\n[dim]{binding.vif_type if binding else port.vif_type}[/]",
+        "-" if vlan is None else str(vlan),
+        f"{escape(binding.host) if binding else '-'}\n[dim]{_profile(port, 'pci_slot')}[/]",
+        _profile(port, "vf_num"),
+        f"{escape(_profile(port, 'physical_network'))}\n[dim]{mac}[/]",
+    ]
+
+
+def render_networks(console: Console, made: NetworksAndPorts) -> None:
+    table = _table("", "network", "segments (SR-IOV ports use the VLAN one)", "shared")
+    for network in made.networks:
+        table.add_row(network.name, _segments(network), "yes" if network.shared else "no")
+    console.print(table)
+    table = _table("ports made before the boots", "port", "network", "vnic type", "settings")
+    names = {n.id: n.name for n in made.networks}
+    for port in made.ports:
+        on = names.get(port.network_id, port.network_id)
+        table.add_row(port_label(port), on, port.vnic_type, _port_settings(port))
+    console.print(table)
+    for port in made.ports:
+        for note in port.notes:
+            console.print(f"  [dim]{escape(port_label(port))}: {escape(note)}[/]")
+    render_bindings(console, made.guests)
+
+
+def render_bindings(console: Console, guests: tuple[GuestPorts, ...]) -> None:
+    table = _table(
+        "port bindings",
+        "guest\n[dim]port[/]",
+        "vnic type\n[dim]vif type[/]",
+        "VLAN",
+        "host\n[dim]pci_slot[/]",
+        "VF",
+        "physnet\n[dim]PF MAC[/]",
+    )
+    for guest in guests:
+        for i, port in enumerate(guest.ports):
+            table.add_row(*_binding_row(guest, port, i == 0))
+    console.print(table)
+    for guest in guests:
+        vm = guest.instance
+        if vm.state != "active":
+            render_failure(console, vm)
+        for warning in vm.warnings:
+            console.print(f"[yellow]! {escape(vm.name)}[/]: {escape(warning)}")
+
+
 def _cells(cells: list[CellOut]) -> str:
     return ", ".join(str(c.host_cell) for c in cells) or "-"
 
@@ -321,6 +406,7 @@ _RENDERERS: Mapping[type, Callable[[Console, Any], None]] = {
     HostsReported: render_hosts,
     GroupsCreated: render_groups,
     FlavorsCreated: render_flavors,
+    NetworksAndPorts: render_networks,
     BootsDone: render_boots,
     Utilization: render_utilization,
     Explained: render_explain,

@@ -10,16 +10,23 @@ real deployment would use it:
    discovery, qualified by Nova-style device specs, then registered and reported by a
    simulated agent holding an agent token for that host only;
 2. **groups** and 3. **flavors** are created by the admin;
-4. **boots**: a mix of guests, one of which cannot be placed (its fault says why);
-5. **explain**: a dry run of one more boot, with every host's outcome;
-6. **delete**: one guest is deleted and the utilization before and after shows its devices
+4. **networks and ports**: VLAN networks on the SR-IOV physical networks and one network
+   with a VXLAN and a VLAN segment; ports with vnic types direct (trusted), macvtap (with a
+   QoS rate a VF rounds to whole Mbit/s) and direct-physical; guests booted with those NICs,
+   and each port's binding (host, VLAN, PCI slot, VF number, PF MAC);
+5. **boots**: a mix of guests, one of which cannot be placed (its fault says why);
+6. **explain**: a dry run of one more boot, with every host's outcome;
+7. **live migration**: the plans of a guest with a macvtap port (moves transparently) and one
+   with a direct port (unplugged and plugged back), then both migrated for real: the
+   controller claims the destination, the demo reports the move complete in the agents'
+   place, and the devices move;
+8. **delete**: one guest is deleted and the utilization before and after shows its devices
    coming back.
 
 The scenario is data (profiles, specs, groups, flavors, boots) and a tuple of small steps
 (:data:`STEPS`) over one :class:`DemoContext`; each step returns a plain record that a
-:class:`DemoView` renders (the CLI's Rich view, or nothing for ``--json``). A step for
-networks and ports (SR-IOV NICs with vnic types) slots into :data:`STEPS` between flavors
-and boots. No decision is made here: placement, claims and frees are the controller's.
+:class:`DemoView` renders (the CLI's Rich view, or nothing for ``--json``). No decision is
+made here: placement, claims, bindings and migrations are the controller's.
 """
 
 from __future__ import annotations
@@ -38,13 +45,22 @@ from pcifleet.control.api.schemas.devices import DeviceOut
 from pcifleet.control.api.schemas.flavors import FlavorCreate, FlavorOut
 from pcifleet.control.api.schemas.groups import GroupCreate, GroupOut
 from pcifleet.control.api.schemas.hosts import HostDetailOut
-from pcifleet.control.api.schemas.instances import ExplainOut, InstanceOut
+from pcifleet.control.api.schemas.instances import ExplainOut, InstanceOut, NicIn
+from pcifleet.control.api.schemas.networks import (
+    NetworkCreate,
+    NetworkOut,
+    PortCreate,
+    PortOut,
+    QosIn,
+    SegmentIn,
+)
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.services.principal import Role
 from pcifleet.control.settings import settings_from_env, sqlite_url
 from pcifleet.domain.device import DeviceState, DeviceType
 from pcifleet.domain.errors import InvalidInput
 from pcifleet.domain.spec import SpecList, parse_spec_list
+from pcifleet.domain.vnic import VnicType
 from pcifleet.host.agent import inventory_of
 from pcifleet.host.discovery import scan
 from pcifleet.host.model import PciFunction
@@ -52,6 +68,7 @@ from pcifleet.host.pciclass import DeviceKind as PciKind
 from pcifleet.host.pciclass import PciClass
 from pcifleet.host.qualify import QualifiedScan, qualify
 from pcifleet.host.sysfs import SysfsReader
+from pcifleet.network.segments import NetworkType
 from pcifleet.sim.profile import load_shipped
 from pcifleet.sim.sysfs_builder import build_tree
 
@@ -71,12 +88,17 @@ DEMO_PROFILES: Final = (
     "demo-storage-nvme",
 )
 
-#: the agents' ``[pci] device_spec`` values, exactly as an operator would paste them from Nova
+#: the agents' ``[pci] device_spec`` values, exactly as an operator would paste them from Nova:
+#: NICs tagged with their physical network (PFs too: direct-physical ports take a whole PF,
+#: and a VF's binding carries its PF's MAC), the E810 VFs trusted (a trusted port needs one)
 DEVICE_SPECS: Final = (
     '{"exclude": true, "devname": "eno1"}',
     '{"vendor_id": "15b3", "physical_network": "physnet1"}',
-    '{"vendor_id": "8086", "product_id": "1889", "physical_network": "physnet2"}',
+    '{"vendor_id": "8086", "product_id": "1889", "physical_network": "physnet2", '
+    '"trusted": "true"}',
     '{"vendor_id": "8086", "product_id": "154c", "physical_network": "physnet2"}',
+    '{"vendor_id": "8086", "product_id": "159b", "physical_network": "physnet2"}',
+    '{"vendor_id": "8086", "product_id": "1572", "physical_network": "physnet2"}',
     '{"vendor_id": "10de"}',
     '{"vendor_id": "8086", "product_id": "4941"}',
     '{"vendor_id": "8086", "product_id": "37c9"}',
@@ -151,9 +173,77 @@ DEMO_BOOTS: Final = (
     BootPlan("db-2", "storage.nvme", "storage"),
     BootPlan("web-1", "general", "web"),
 )
-#: the dry run of step 5, and the guest deleted in step 6
+#: the dry run of the explain step, and the guest deleted in the last step
 EXPLAIN_BOOT: Final = BootPlan("render-2", "gpu.dual", "ml")
 DELETE_INSTANCE: Final = "render-1"
+
+#: the project owning the demo's networks (shared with every project)
+NET_PROJECT: Final = "nfv"
+_VLAN1: Final = SegmentIn(network_type=NetworkType.VLAN, physical_network="physnet1")
+_VLAN2: Final = SegmentIn(network_type=NetworkType.VLAN, physical_network="physnet2")
+_VXLAN: Final = SegmentIn(network_type=NetworkType.VXLAN)
+
+
+def _network(name: str, *segments: SegmentIn) -> NetworkCreate:
+    return NetworkCreate(name=name, segments=list(segments), project=NET_PROJECT, shared=True)
+
+
+#: VLAN networks on both SR-IOV physical networks, and one with a VXLAN and a VLAN segment
+#: (SR-IOV ports on it use the VLAN segment; VMs on other hosts could use the VXLAN one)
+DEMO_NETWORKS: Final = (
+    _network("sriov-phys1", _VLAN1),
+    _network("sriov-phys2", _VLAN2),
+    _network("tenant-multi", _VXLAN, _VLAN2),
+)
+
+#: ports created before the boots: a trusted direct port, a macvtap port with a QoS rate
+#: (1500 kbit/s: a VF enforces whole Mbit/s, the port says so) and a whole PF
+DEMO_PORTS: Final = (
+    PortCreate(network="sriov-phys2", name="fw-uplink", vnic_type=VnicType.DIRECT, trusted=True),
+    PortCreate(
+        network="tenant-multi",
+        name="fw-mgmt",
+        vnic_type=VnicType.MACVTAP,
+        qos=QosIn(max_kbps=1500),
+    ),
+    PortCreate(network="sriov-phys1", name="gw-pf", vnic_type=VnicType.DIRECT_PHYSICAL),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NicPlan:
+    """One NIC of a boot: a port made above (by name), or a new port on a network."""
+
+    port: str | None = None
+    net: str | None = None
+    vnic_type: VnicType = VnicType.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class NicBootPlan:
+    name: str
+    flavor: str
+    project: str
+    nics: tuple[NicPlan, ...]
+
+
+#: guests with SR-IOV NICs; ``edge-fw-1`` mixes direct and macvtap (the boot warns)
+DEMO_NIC_BOOTS: Final = (
+    NicBootPlan("edge-fw-1", "general", NET_PROJECT, (NicPlan("fw-uplink"), NicPlan("fw-mgmt"))),
+    NicBootPlan(
+        "edge-lb-1",
+        "general",
+        NET_PROJECT,
+        (NicPlan(net="tenant-multi", vnic_type=VnicType.MACVTAP),),
+    ),
+    NicBootPlan(
+        "edge-dpdk-1",
+        "general",
+        NET_PROJECT,
+        (NicPlan(net="sriov-phys1", vnic_type=VnicType.DIRECT),),
+    ),
+    NicBootPlan("storage-gw-1", "general", NET_PROJECT, (NicPlan("gw-pf"),)),
+)
 
 #: utilization columns: NIC VFs, GPUs, accelerators (QAT VFs), NVMe drives
 NIC_VFS: Final = "NIC VFs"
@@ -219,6 +309,22 @@ class GroupsCreated:
 @dataclass(frozen=True, slots=True)
 class FlavorsCreated:
     flavors: tuple[FlavorOut, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPorts:
+    """A guest booted with NICs, and its ports as the API shows them after the boot."""
+
+    instance: InstanceOut
+    ports: tuple[PortOut, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NetworksAndPorts:
+    networks: tuple[NetworkOut, ...]
+    #: the ports made before the boots, as created (unbound, with their notes)
+    ports: tuple[PortOut, ...]
+    guests: tuple[GuestPorts, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +553,25 @@ def create_flavors(ctx: DemoContext) -> FlavorsCreated:
     return FlavorsCreated(tuple(ctx.admin.create_flavor(flavor) for flavor in DEMO_FLAVORS))
 
 
+def create_networks_and_ports(ctx: DemoContext) -> NetworksAndPorts:
+    """Networks, ports, and guests booted with them; the bindings come from the API."""
+    networks = tuple(ctx.admin.create_network(network) for network in DEMO_NETWORKS)
+    ports = tuple(ctx.admin.create_port(port) for port in DEMO_PORTS)
+    by_name = {port.name: port.id for port in ports}
+    guests = []
+    for plan in DEMO_NIC_BOOTS:
+        ctx.view.progress(f"booting {plan.name} with {len(plan.nics)} NIC(s)")
+        nics = [
+            NicIn(port=by_name[nic.port])
+            if nic.port
+            else NicIn(net=nic.net, vnic_type=nic.vnic_type)
+            for nic in plan.nics
+        ]
+        vm = ctx.admin.boot(plan.name, plan.flavor, project=plan.project, nics=nics)
+        guests.append(GuestPorts(vm, tuple(ctx.admin.list_ports(instance=vm.id))))
+    return NetworksAndPorts(networks, ports, tuple(guests))
+
+
 def boot_instances(ctx: DemoContext) -> BootsDone:
     """Boot every planned guest as the admin on behalf of its project."""
     booted = []
@@ -522,12 +647,17 @@ def delete_instance(ctx: DemoContext) -> Deleted:
     return Deleted(deleted, freed, before, measure_utilization(ctx))
 
 
-#: the scenario, in order (a networks/ports step goes between flavors and boots)
+#: the scenario, in order
 STEPS: Final = (
     Step("controller", "Starting the embedded controller", start_controller),
     Step("hosts", "Simulating hosts: sysfs, discovery, device specs, inventory", report_hosts),
     Step("groups", "Creating device groups", create_groups),
     Step("flavors", "Creating flavors", create_flavors),
+    Step(
+        "networks",
+        "Creating networks and ports, booting guests with NICs",
+        create_networks_and_ports,
+    ),
     Step("boots", "Booting instances", boot_instances),
     Step("utilization", "Measuring per-host/NUMA utilization", measure_utilization),
     Step("explain", f"Explaining a boot of {EXPLAIN_BOOT.flavor}", explain_boot),
@@ -573,6 +703,7 @@ def summary(run: DemoRun) -> dict[str, object]:
     """Placements, failures, the explanation, the delete and utilization, as plain JSON."""
     hosts = _result(run, "hosts", HostsReported)
     boots = _result(run, "boots", BootsDone)
+    networks = _result(run, "networks", NetworksAndPorts)
     deleted = _result(run, "delete", Deleted)
     return {
         "data_dir": str(run.data_dir),
@@ -580,6 +711,16 @@ def summary(run: DemoRun) -> dict[str, object]:
         "hosts": [_host_json(host) for host in hosts.hosts],
         "groups": [g.name for g in _result(run, "groups", GroupsCreated).groups],
         "flavors": [f.name for f in _result(run, "flavors", FlavorsCreated).flavors],
+        "networks": [n.model_dump(mode="json", include=_NETWORK_KEYS) for n in networks.networks],
+        "ports": [_port_json(port, guest) for guest in networks.guests for port in guest.ports],
+        "bindings": [
+            _binding_json(port, guest) for guest in networks.guests for port in guest.ports
+        ],
+        "mixed_vnic_warnings": {
+            g.instance.name: list(g.instance.warnings)
+            for g in networks.guests
+            if g.instance.warnings
+        },
         "placements": [_placement_json(vm) for vm in boots.placed],
         "failures": [_failure_json(vm) for vm in boots.failed],
         "explain": _result(run, "explain", Explained).explanation.model_dump(mode="json"),
@@ -616,6 +757,49 @@ def _host_json(host: SimulatedHost) -> dict[str, object]:
         "numa_cells": host.cells,
         "cpus": host.cpus,
     }
+
+
+_NETWORK_KEYS: Final = {"id", "name", "project", "shared", "segments"}
+
+
+def _port_json(port: PortOut, guest: GuestPorts) -> dict[str, object]:
+    return {
+        "id": port.id,
+        "name": port.name,
+        "instance": guest.instance.name,
+        "network_id": port.network_id,
+        "vnic_type": port.vnic_type,
+        "mac_address": port.mac_address,
+        "trusted": port.trusted,
+        "qos_max_kbps": port.qos_max_kbps,
+        "vf": None if port.vf is None else port.vf.model_dump(mode="json"),
+        "notes": list(port.notes),
+    }
+
+
+def _binding_json(port: PortOut, guest: GuestPorts) -> dict[str, object]:
+    binding = port.binding
+    profile = binding.profile if binding else {}
+    return {
+        "instance": guest.instance.name,
+        "port": port.id,
+        "vnic_type": port.vnic_type,
+        "vif_type": binding.vif_type if binding else port.vif_type,
+        "vlan": binding.vif_details.get("vlan") if binding else None,
+        "host": binding.host if binding else None,
+        **{key: profile.get(key) for key in _PROFILE_KEYS},
+    }
+
+
+_PROFILE_KEYS: Final = (
+    "pci_slot",
+    "pci_vendor_info",
+    "vf_num",
+    "physical_network",
+    "pf_mac_address",
+    "device_mac_address",
+    "trusted",
+)
 
 
 def _placement_json(vm: InstanceOut) -> dict[str, object]:
