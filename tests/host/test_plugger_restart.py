@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,8 +17,10 @@ from hypothesis import strategies as st
 from test_plugger import PF, Host, instance, port
 
 from pcifleet.domain.errors import InvalidVfSetting, VfError
-from pcifleet.host.agent import Plugged, reconcile
+from pcifleet.host.agent import Plugged, Reconciliation, reconcile
+from pcifleet.host.hypervisor.fake_file import FileBackedFakeHypervisor
 from pcifleet.host.plugger import HostApplier, domain_name, read_metadata
+from pcifleet.host.vf.fake_file import FileBackedFakeVfConfigurator
 from pcifleet.host.vf.model import (
     LinkState,
     TxRate,
@@ -229,3 +232,29 @@ def test_an_unreadable_snapshot_is_logged_and_the_unplug_still_happens_fake(
     assert "stored snapshot unreadable" in caplog.text and "vlan" in caplog.text
     assert host.domains() == []
     assert host.vfs.read(PF, 1).mac == "fa:16:3e:00:00:01"
+
+
+def test_an_agent_rebuilt_from_the_state_files_restores_the_vfs_fake_file(
+    tmp_path: Path,
+) -> None:
+    """Nothing shared in memory: the second applier is built from the fakes' files alone."""
+
+    def applier() -> tuple[HostApplier, FileBackedFakeVfConfigurator]:
+        vfs = FileBackedFakeVfConfigurator(tmp_path / "vfs.json")
+        if not vfs.loaded:
+            vfs.add_pf(PF, 8)
+        hypervisor = FileBackedFakeHypervisor(tmp_path / "hypervisor.json")
+        return HostApplier(VfManager(vfs), hypervisor), vfs
+
+    first, vfs = applier()
+    initial = [vfs.read(PF, i) for i in range(8)]
+    vm = instance(port(2), port(6))
+    reconcile(first, [vm])
+    vfs.guest_sets_mac(PF, 6, "fa:16:3e:66:66:66")
+    second, vfs = applier()
+    assert reconcile(second, [vm]) == Reconciliation()
+    assert [d.name for d in second.hypervisor.list_domains()] == [domain_name(vm.id)]
+    assert reconcile(second, []).unplugged == (vm.id,)
+    third, vfs = applier()
+    assert [vfs.read(PF, i) for i in range(8)] == initial
+    assert third.hypervisor.list_domains() == ()

@@ -8,8 +8,10 @@
         --exclude-devices 'ens1f0:0000:18:02.3;0000:18:02.4'
 
 It plugs instances through libvirt (``--hypervisor-uri``, default ``qemu:///system``;
-``fake://`` keeps domains in memory) after configuring their VFs through netlink
-(``--vf-configurator netlink``; ``fake`` keeps VF tables in memory, seeded from the scan).
+``fake://`` keeps domains in memory, ``fake:///PATH`` in a JSON file that outlives the agent)
+after configuring their VFs through netlink (``--vf-configurator netlink``; ``fake`` keeps VF
+tables in memory, seeded from the scan; ``fake:///PATH`` keeps them in a JSON file, seeded
+from the scan only when the file does not exist yet).
 
 It logs one line per event to stderr, stops cleanly on SIGTERM or SIGINT, and exits with
 :data:`~pcifleet.host.agent.EXIT_REFUSED` (4) when the controller rejects its token.
@@ -32,13 +34,15 @@ from pcifleet.client import PcifleetClient
 from pcifleet.domain.errors import PcifleetError
 from pcifleet.domain.spec import SpecList, parse_spec_list
 from pcifleet.host.agent import Agent, AgentConfig
-from pcifleet.host.hypervisor import DEFAULT_URI, FakeHypervisor, HypervisorDriver, LibvirtDriver
+from pcifleet.host.hypervisor import DEFAULT_URI, HypervisorDriver, LibvirtDriver
+from pcifleet.host.hypervisor.fake_file import fake_hypervisor, fake_state_path
 from pcifleet.host.plugger import HostApplier
 from pcifleet.host.qualify import load_spec_file
 from pcifleet.host.rescan import Rescanner
 from pcifleet.host.sysfs import SysfsReader
 from pcifleet.host.vf.configurator import VfConfigurator
 from pcifleet.host.vf.fake import FakeVfConfigurator
+from pcifleet.host.vf.fake_file import FileBackedFakeVfConfigurator
 from pcifleet.host.vf.mapping import AgentMappings
 from pcifleet.host.vf.netlink import NetlinkVfConfigurator
 from pcifleet.host.vf.service import VfManager
@@ -74,19 +78,42 @@ def _mappings(physical_device_mappings: str, exclude_devices: str) -> AgentMappi
 
 
 def _hypervisor(uri: str) -> HypervisorDriver:
-    """``fake://`` (anything starting so) is the in-memory hypervisor (demo, tests)."""
-    return FakeHypervisor(uri) if uri.startswith("fake://") else LibvirtDriver(uri)
+    """``fake://`` is the in-memory hypervisor (demo, tests), ``fake:///PATH`` the one kept
+    in a file (restart tests); anything else is a libvirt URI."""
+    if not uri.startswith("fake:"):
+        return LibvirtDriver(uri)
+    try:
+        return fake_hypervisor(uri)
+    except PcifleetError as exc:
+        typer.echo(f"error: --hypervisor-uri: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fake_configurator(kind: str) -> FakeVfConfigurator:
+    if kind == "fake":
+        return FakeVfConfigurator()
+    try:
+        path = fake_state_path(kind)
+        return FakeVfConfigurator() if path is None else FileBackedFakeVfConfigurator(path)
+    except PcifleetError as exc:
+        typer.echo(f"error: --vf-configurator: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _configurator(kind: str, rescanner: Rescanner) -> VfConfigurator:
     """``netlink`` (pyroute2 on the PFs) or ``fake``: in memory, seeded with the PFs the
-    scan finds (netdev name and VF count), for hosts without SR-IOV NICs."""
+    scan finds (netdev name and VF count), for hosts without SR-IOV NICs; ``fake:///PATH``
+    as ``fake`` but kept in ``PATH`` (seeded once, then read back after a restart)."""
     if kind == "netlink":
         return NetlinkVfConfigurator()
-    if kind != "fake":
-        typer.echo(f"error: --vf-configurator {kind!r}: expected netlink or fake", err=True)
+    if kind != "fake" and not kind.startswith("fake:"):
+        typer.echo(
+            f"error: --vf-configurator {kind!r}: expected netlink, fake or fake:///PATH", err=True
+        )
         raise typer.Exit(2)
-    fake = FakeVfConfigurator()
+    fake = _fake_configurator(kind)
+    if isinstance(fake, FileBackedFakeVfConfigurator) and fake.loaded:
+        return fake
     for pf in rescanner.scan().physical_functions():
         if pf.netdev_names and pf.sriov is not None:
             fake.add_pf(pf.netdev_names[0], pf.sriov.numvfs)
@@ -124,10 +151,16 @@ def agent(
     once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     hypervisor_uri: Annotated[
-        str, typer.Option(help="libvirt URI; fake:// selects the in-memory hypervisor.")
+        str,
+        typer.Option(
+            help="libvirt URI; fake:// is an in-memory hypervisor, fake:///PATH one kept in PATH."
+        ),
     ] = DEFAULT_URI,
     vf_configurator: Annotated[
-        str, typer.Option(help="netlink (pyroute2 on the PF) or fake (in memory).")
+        str,
+        typer.Option(
+            help="netlink (pyroute2 on the PF), fake (in memory) or fake:///PATH (kept in PATH)."
+        ),
     ] = "netlink",
     physical_device_mappings: Annotated[
         str,
