@@ -55,6 +55,12 @@ from pcifleet.control.api.schemas.instances import (
     NicIn,
     PortIn,
 )
+from pcifleet.control.api.schemas.migrations import (
+    MigrateIn,
+    MigrateOut,
+    MigrationAbortIn,
+    MigrationOut,
+)
 from pcifleet.control.api.schemas.networks import (
     NetworkCreate,
     NetworkList,
@@ -410,6 +416,29 @@ class PcifleetClient(BaseClient):
         """Free the port's device and unbind it (the port stays, unbound)."""
         path = f"/v1/instances/{_seg(instance_id)}/ports/{_seg(port_id)}"
         return self._send(PortAttachOut, "DELETE", path, None)
+
+    # -- live migration -------------------------------------------------------------------
+
+    def migrate(
+        self, instance_id: str, *, host: str | None = None, dry_run: bool = False
+    ) -> MigrateOut:
+        """The plan, and unless ``dry_run`` the destination claimed and the migration started."""
+        body = MigrateIn(host=host, dry_run=dry_run)
+        path = f"/v1/instances/{_seg(instance_id)}/migrate"
+        return MigrateOut.model_validate(
+            self.request("POST", path, json=body.model_dump(mode="json"))
+        )
+
+    def show_migration(self, instance_id: str) -> MigrationOut:
+        return self._get(MigrationOut, f"/v1/instances/{_seg(instance_id)}/migration")
+
+    def complete_migration(self, instance_id: str) -> MigrationOut:
+        path = f"/v1/instances/{_seg(instance_id)}/migration/complete"
+        return self._send(MigrationOut, "POST", path, None)
+
+    def abort_migration(self, instance_id: str, reason: str) -> MigrationOut:
+        path = f"/v1/instances/{_seg(instance_id)}/migration/abort"
+        return self._send(MigrationOut, "POST", path, MigrationAbortIn(reason=reason))
 
     # -- tokens ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pcifleet.control.services.flavors import FlavorService
 from pcifleet.control.services.groups import GroupService
 from pcifleet.control.services.instances import InstanceService, instance_service
 from pcifleet.control.services.inventory import InventoryService
+from pcifleet.control.services.migrations import MigrationService
 from pcifleet.control.services.networks import NetworkService, network_options
 from pcifleet.control.services.ports_attach import PortAttachService
 from pcifleet.control.services.tokens import TokenService
@@ -36,6 +37,7 @@ class Services:
     instances: InstanceService
     networks: NetworkService
     ports_attach: PortAttachService
+    migrations: MigrationService
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer (health, readiness)."""
@@ -74,4 +76,5 @@ def build_services(
         instances=instances,
         networks=networks,
         ports_attach=PortAttachService(instances, networks),
+        migrations=MigrationService(sessions, instances.scheduler, networks),
     )

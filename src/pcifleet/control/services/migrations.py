@@ -264,10 +264,7 @@ class MigrationService:
         who.require_admin("live-migrating an instance")
         guest = self._guest(instance_id)
         if not guest.plan.allowed:
-            raise MigrationRefused(
-                f"instance {instance_id} cannot be live-migrated: {guest.plan.refusal}",
-                instance=instance_id,
-            )
+            raise _refused(guest.plan)
         writer = _MigrationWriter(guest, str(uuid.uuid4()), self._clock())
         result = self._scheduler.claim(guest.request, writer, hosts=self._choice(guest, host))
         if not isinstance(result, Claimed):
@@ -449,6 +446,19 @@ def _tags(
         PciAddress.parse(address): Tags({str(k): str(v) for k, v in (tags or {}).items()})
         for address, tags in rows
     }
+
+
+def _refused(plan: MigrationPlan) -> MigrationRefused:
+    """The refusal naming each device that cannot move (its group or port, its address)."""
+    named = [
+        f"{i.label} ({', '.join(str(a) for a in i.source) or 'no device'})" for i in plan.refusals
+    ]
+    reasons = "; ".join(f"{name}: {i.reason}" for name, i in zip(named, plan.refusals, strict=True))
+    return MigrationRefused(
+        f"instance {plan.instance_id} cannot be live-migrated: {reasons}",
+        instance=plan.instance_id,
+        devices=", ".join(named),
+    )
 
 
 def _no_destination(instance_id: str, summary: Summary) -> NoValidHost:
