@@ -46,6 +46,10 @@ def test_demo_shows_every_step_and_exits_0(fresh: Path) -> None:
     assert "train-huge (gpu.quad) is in state error: No valid host was found." in out
     assert "used/total per host and NUMA cell" in out
     assert "(a dry run: nothing is claimed)" in out
+    assert "✓ Live-migrating guests with SR-IOV ports" in out
+    assert "transparent: macvtap: the guest keeps its virtio NIC" in out
+    assert "unplug-replug: direct: unplugged from the guest before the move" in out
+    assert "→ completed" in out and "now available" in out
     assert f"{DELETE_INSTANCE} on gpu-h100-01 is now deleted; freed:" in out
     assert "2/2 → 0/2" in out
     assert "Traceback" not in out
@@ -68,6 +72,10 @@ def test_demo_json_is_a_machine_readable_summary(fresh: Path) -> None:
     assert all(b["host"] and b["pci_slot"] and b["physical_network"] for b in bindings)
     assert {b["port"] for b in bindings} == {p["id"] for p in document["ports"]}
     assert list(document["mixed_vnic_warnings"]) == ["edge-fw-1"]
+    for migration in document["migrations"]:
+        assert migration["state"] == "completed"
+        assert migration["source_host"] != migration["destination_host"]
+        assert set(migration["source_states_after"].values()) == {"available"}
     assert {f["state"] for f in document["delete"]["freed"]} == {"available"}
     cells = document["utilization"]["after_delete"]["cells"]
     assert len(cells) == 2 * len(DEMO_PROFILES)

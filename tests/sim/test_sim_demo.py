@@ -19,6 +19,7 @@ import pytest
 from pcifleet.client import AsgiApp, PcifleetClient
 from pcifleet.control.api.app import create_app
 from pcifleet.control.api.schemas.networks import PortOut
+from pcifleet.control.audit import audit_database
 from pcifleet.control.container import build_services
 from pcifleet.control.services.principal import Role
 from pcifleet.control.settings import settings_from_env, sqlite_url
@@ -29,6 +30,7 @@ from pcifleet.sim.demo import (
     DEMO_BOOTS,
     DEMO_NIC_BOOTS,
     DEMO_PROFILES,
+    MIGRATE_INSTANCES,
     STEPS,
     BootsDone,
     ControllerStarted,
@@ -38,6 +40,8 @@ from pcifleet.sim.demo import (
     Explained,
     GuestPorts,
     HostsReported,
+    Migrated,
+    Migrations,
     NetworksAndPorts,
     Step,
     Utilization,
@@ -207,6 +211,86 @@ def test_a_trusted_port_gets_a_trusted_vf_and_mixed_vnic_types_are_warned(run: D
     assert all(not g.instance.warnings for g in others)
 
 
+def _migrated(run: DemoRun) -> dict[str, Migrated]:
+    done = run.results["migrate"]
+    assert isinstance(done, Migrations)
+    return {m.before.name: m for m in done.guests}
+
+
+def test_migration_plans_move_macvtap_transparently_and_unplug_direct_ports(
+    run: DemoRun,
+) -> None:
+    migrated = _migrated(run)
+    assert list(migrated) == list(MIGRATE_INSTANCES)
+    actions = {
+        name: [(i.vnic_type, i.action) for i in m.plan.items] for name, m in migrated.items()
+    }
+    assert actions == {
+        "edge-lb-1": [("macvtap", "transparent")],
+        "edge-dpdk-1": [("direct", "unplug-replug")],
+    }
+    for m in migrated.values():
+        assert m.plan.allowed and not m.plan.refusal
+        assert m.plan.source_host == m.before.host != m.plan.destination_host
+        (item,) = m.plan.items
+        assert item.source == [a for r in m.before.requests for a in r.devices]
+        assert len(item.destination) == 1 and item.reason
+
+
+def test_a_migration_claims_the_destination_first_then_frees_the_source(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    for m in _migrated(run).values():
+        source, destination = m.started.source_host, m.started.destination_host
+        assert (m.started.state, m.finished.state) == ("migrating", "completed")
+        assert source == m.before.host and destination == m.plan.destination_host
+        assert {host for host, _, _ in m.in_flight} == {source, destination}
+        assert {state for _, _, state in m.in_flight} == {"allocated"}
+        vm = api.show_instance(m.before.id)
+        assert vm.state == "active" and vm.host == destination
+        after = {(destination, a) for r in vm.requests for a in r.devices}
+        held = api.list_devices(instance_id=vm.id)
+        assert {(d.host, d.address) for d in held} == after
+        assert {d.state for d in held} == {DeviceState.ALLOCATED}
+        states = {d.address: d.state for d in api.list_devices(host=source)}
+        old = [a for r in m.before.requests for a in r.devices]
+        assert old and all(states[a] is DeviceState.AVAILABLE for a in old)
+        assert set(m.source_states.values()) == {"available"}
+        for port in api.list_ports(instance=vm.id):
+            assert port.binding is not None and port.binding.host == destination
+            assert (destination, port.binding.profile["pci_slot"]) in after
+        assert api.show_migration(vm.id).state == "completed"
+
+
+def test_every_held_device_belongs_to_a_live_instance_on_its_host(
+    run: DemoRun, api: PcifleetClient
+) -> None:
+    """The audit's first rule, read through the API after the whole scenario."""
+    live = {vm.id: vm for vm in api.list_instances() if vm.state == "active"}
+    holders: dict[str, set[tuple[str, str]]] = {}
+    for device in api.list_devices():
+        if device.state in (DeviceState.CLAIMED, DeviceState.ALLOCATED):
+            assert device.instance_id in live, device.address
+            assert live[device.instance_id].host == device.host
+            holders.setdefault(device.instance_id, set()).add((device.host, device.address))
+        else:
+            assert device.instance_id is None
+    for vm in live.values():
+        listed = {(vm.host or "", a) for r in vm.requests for a in r.devices}
+        assert holders.get(vm.id, set()) == listed, vm.name
+
+
+def test_pcifleet_audit_finds_the_demo_database_clean(run: DemoRun) -> None:
+    settings = settings_from_env({}, data_dir=run.data_dir, database_url=sqlite_url(run.data_dir))
+    services = build_services(settings)
+    try:
+        report = audit_database(services.engine)
+    finally:
+        services.close()
+    assert report.clean, report.violations
+    assert report.held > 0
+
+
 def test_placed_instances_hold_distinct_devices_in_the_api(
     run: DemoRun, api: PcifleetClient
 ) -> None:
@@ -293,6 +377,11 @@ def test_summary_is_plain_json(run: DemoRun) -> None:
     assert len(document["placements"]) == len(_boots(run).placed)
     assert document["failures"][0]["code"] == "pcifleet.schedule.no_valid_host"
     assert document["delete"]["instance"] == DELETE_INSTANCE
+    migrations = {m["instance"]: m for m in document["migrations"]}
+    assert list(migrations) == list(MIGRATE_INSTANCES)
+    assert {m["state"] for m in migrations.values()} == {"completed"}
+    assert migrations["edge-lb-1"]["plan"]["items"][0]["action"] == "transparent"
+    assert len(document["bindings"]) == sum(len(n.nics) for n in DEMO_NIC_BOOTS)
     assert set(document["utilization"]) == {"before_delete", "after_delete"}
 
 

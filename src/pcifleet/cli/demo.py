@@ -17,11 +17,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.status import Status
 from rich.table import Table
 
 from pcifleet.cli.output import Output, failures
 from pcifleet.control.api.schemas.instances import CellOut, ExplainOut, InstanceOut, RequestOut
+from pcifleet.control.api.schemas.migrations import PlanOut
 from pcifleet.control.api.schemas.networks import NetworkOut, PortOut
 from pcifleet.sim.demo import (
     DEVICE_KINDS,
@@ -35,6 +37,8 @@ from pcifleet.sim.demo import (
     GroupsCreated,
     GuestPorts,
     HostsReported,
+    Migrated,
+    Migrations,
     NetworksAndPorts,
     QuietView,
     Step,
@@ -249,7 +253,7 @@ def render_networks(console: Console, made: NetworksAndPorts) -> None:
     console.print(table)
     for port in made.ports:
         for note in port.notes:
-            console.print(f"  [dim]{escape(port_label(port))}: {escape(note)}[/]")
+            _note(console, f"[dim]{escape(port_label(port))}: {escape(note)}[/]")
     render_bindings(console, made.guests)
 
 
@@ -272,7 +276,7 @@ def render_bindings(console: Console, guests: tuple[GuestPorts, ...]) -> None:
         if vm.state != "active":
             render_failure(console, vm)
         for warning in vm.warnings:
-            console.print(f"[yellow]! {escape(vm.name)}[/]: {escape(warning)}")
+            _note(console, f"[yellow]! {escape(vm.name)}[/]: {escape(warning)}")
 
 
 def _cells(cells: list[CellOut]) -> str:
@@ -382,6 +386,70 @@ def render_explain(console: Console, explained: Explained) -> None:
     console.print(table)
 
 
+def _note(console: Console, markup: str) -> None:
+    """A line of prose under a table, indented and wrapped at the console's width."""
+    console.print(Padding(markup, (0, 0, 0, 2)))
+
+
+def _moves(source: list[str], destination: list[str]) -> str:
+    return f"{', '.join(source) or '-'} → {', '.join(destination) or '-'}"
+
+
+def render_plan(console: Console, name: str, plan: PlanOut, labels: Mapping[str, str]) -> None:
+    """One table per plan: each device request or port, its action and where it goes."""
+    title = (
+        f"{name}: {plan.source_host} → {plan.destination_host} "
+        f"({'allowed' if plan.allowed else 'refused'}, dry run)"
+    )
+    table = _table(title, "device / port", "vnic type", "action", "source → destination")
+    for item in plan.items:
+        style = "green" if item.action == "transparent" else "yellow"
+        table.add_row(
+            escape(labels.get(item.requester, item.requester)),
+            item.vnic_type or "-",
+            f"[{style}]{item.action}[/]",
+            _moves(item.source, item.destination),
+        )
+    console.print(table)
+    for item in plan.items:
+        _note(console, f"[dim]{item.action}: {escape(item.reason)}[/]")
+    for line in [*plan.warnings, *([plan.refusal] if plan.refusal else [])]:
+        _note(console, f"[yellow]! {escape(line)}[/]")
+
+
+def _labels(migrated: Migrated) -> dict[str, str]:
+    """Ports by name (or id start), prefixed with ``port``; groups as they are."""
+    return {p.id: f"port {port_label(p)}" for p in migrated.ports}
+
+
+def render_migrations(console: Console, done: Migrations) -> None:
+    for migrated in done.guests:
+        render_plan(console, migrated.before.name, migrated.plan, _labels(migrated))
+    _note(
+        console,
+        "[dim]run for real: the controller claims the destination devices first; the agents "
+        "move the guest and report it (here the demo reports completion in their place)[/]",
+    )
+    table = _table("before → after", "guest", "state", "host", "devices", "source devices")
+    for migrated in done.guests:
+        before, after = migrated.before, migrated.after
+        table.add_row(
+            before.name,
+            f"{migrated.started.state}\n→ {migrated.finished.state}",
+            f"{escape(before.host or '-')}\n→ {escape(after.host or '-')}",
+            f"{_addresses(before)}\n→ {_addresses(after)}",
+            "\n".join(f"now {state}" for state in migrated.source_states.values()) or "-",
+        )
+    console.print(table)
+    for migrated in done.guests:
+        held = ", ".join(f"{host} {address}" for host, address, _ in migrated.in_flight)
+        _note(console, f"[dim]{escape(migrated.before.name)} in flight held: {escape(held)}[/]")
+
+
+def _addresses(vm: InstanceOut) -> str:
+    return ", ".join(a for r in vm.requests for a in r.devices) or "-"
+
+
 def render_delete(console: Console, deleted: Deleted) -> None:
     vm = deleted.instance
     console.print(f"  {escape(vm.name)} on {escape(vm.host or '-')} is now {vm.state}; freed:")
@@ -410,5 +478,6 @@ _RENDERERS: Mapping[type, Callable[[Console, Any], None]] = {
     BootsDone: render_boots,
     Utilization: render_utilization,
     Explained: render_explain,
+    Migrations: render_migrations,
     Deleted: render_delete,
 }

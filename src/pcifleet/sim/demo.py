@@ -46,6 +46,7 @@ from pcifleet.control.api.schemas.flavors import FlavorCreate, FlavorOut
 from pcifleet.control.api.schemas.groups import GroupCreate, GroupOut
 from pcifleet.control.api.schemas.hosts import HostDetailOut
 from pcifleet.control.api.schemas.instances import ExplainOut, InstanceOut, NicIn
+from pcifleet.control.api.schemas.migrations import MigrationOut, PlanOut
 from pcifleet.control.api.schemas.networks import (
     NetworkCreate,
     NetworkOut,
@@ -245,6 +246,10 @@ DEMO_NIC_BOOTS: Final = (
     NicBootPlan("storage-gw-1", "general", NET_PROJECT, (NicPlan("gw-pf"),)),
 )
 
+#: live-migrated: a guest with a macvtap port (moves transparently) and one with a direct
+#: port (unplugged before the move, plugged back on the destination)
+MIGRATE_INSTANCES: Final = ("edge-lb-1", "edge-dpdk-1")
+
 #: utilization columns: NIC VFs, GPUs, accelerators (QAT VFs), NVMe drives
 NIC_VFS: Final = "NIC VFs"
 DEVICE_KINDS: Final = (NIC_VFS, "GPUs", "accelerators", "NVMe")
@@ -365,6 +370,30 @@ class Utilization:
 class Explained:
     name: str
     explanation: ExplainOut
+
+
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """One guest's live migration, as the API showed it at each stage."""
+
+    before: InstanceOut
+    #: the dry run's plan (nothing claimed)
+    plan: PlanOut
+    #: the record right after the destination was claimed (state ``migrating``)
+    started: MigrationOut
+    #: what the guest held while in flight: (host, address, state), both ends
+    in_flight: tuple[tuple[str, str, str], ...]
+    #: the record after the agents' report (``completed``)
+    finished: MigrationOut
+    after: InstanceOut
+    ports: tuple[PortOut, ...]
+    #: the source devices' states after the move (address -> state)
+    source_states: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Migrations:
+    guests: tuple[Migrated, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,6 +661,45 @@ def explain_boot(ctx: DemoContext) -> Explained:
     return Explained(plan.name, result)
 
 
+def migrate_instances(ctx: DemoContext) -> Migrations:
+    """Plan, then live-migrate each of :data:`MIGRATE_INSTANCES` through the API.
+
+    The controller chooses the destination and claims it; the agents' part (configure the
+    destination VFs, unplug the direct ports, move the guest, plug them back) is what
+    :func:`pcifleet.host.migrate.execute_migration` does on a real source host; here the
+    demo reports its outcome (``complete``) in their place.
+    """
+    by_name = {vm.name: vm for vm in ctx.admin.list_instances()}
+    return Migrations(tuple(migrate_one(ctx, by_name[name]) for name in MIGRATE_INSTANCES))
+
+
+def _held(ctx: DemoContext, instance_id: str) -> tuple[tuple[str, str, str], ...]:
+    devices = ctx.admin.list_devices(instance_id=instance_id)
+    return tuple(sorted((d.host, d.address, str(d.state)) for d in devices))
+
+
+def migrate_one(ctx: DemoContext, vm: InstanceOut) -> Migrated:
+    ctx.view.progress(f"planning the migration of {vm.name} (dry run)")
+    plan = ctx.admin.migrate(vm.id, dry_run=True).plan
+    ctx.view.progress(f"migrating {vm.name} from {vm.host}")
+    started = ctx.admin.migrate(vm.id).migration
+    if started is None:
+        raise InvalidInput(
+            f"the migration of {vm.name} was not started", field="migration", rule="started"
+        )
+    in_flight = _held(ctx, vm.id)
+    finished = ctx.admin.complete_migration(vm.id)
+    sources = {a for r in vm.requests for a in r.devices}
+    states = {
+        d.address: str(d.state)
+        for d in ctx.admin.list_devices(host=vm.host)
+        if d.address in sources
+    }
+    after = ctx.admin.show_instance(vm.id)
+    ports = tuple(ctx.admin.list_ports(instance=vm.id))
+    return Migrated(vm, plan, started, in_flight, finished, after, ports, states)
+
+
 def delete_instance(ctx: DemoContext) -> Deleted:
     """Delete one guest; its devices come back (shown before and after)."""
     victim = next(vm for vm in ctx.admin.list_instances() if vm.name == DELETE_INSTANCE)
@@ -661,6 +729,7 @@ STEPS: Final = (
     Step("boots", "Booting instances", boot_instances),
     Step("utilization", "Measuring per-host/NUMA utilization", measure_utilization),
     Step("explain", f"Explaining a boot of {EXPLAIN_BOOT.flavor}", explain_boot),
+    Step("migrate", "Live-migrating guests with SR-IOV ports", migrate_instances),
     Step("delete", f"Deleting {DELETE_INSTANCE}", delete_instance),
 )
 
@@ -700,7 +769,8 @@ def run_demo(
 
 
 def summary(run: DemoRun) -> dict[str, object]:
-    """Placements, failures, the explanation, the delete and utilization, as plain JSON."""
+    """Hosts, networks, ports and their bindings, placements, failures, the explanation, the
+    migrations, the delete and utilization, as plain JSON."""
     hosts = _result(run, "hosts", HostsReported)
     boots = _result(run, "boots", BootsDone)
     networks = _result(run, "networks", NetworksAndPorts)
@@ -724,6 +794,7 @@ def summary(run: DemoRun) -> dict[str, object]:
         "placements": [_placement_json(vm) for vm in boots.placed],
         "failures": [_failure_json(vm) for vm in boots.failed],
         "explain": _result(run, "explain", Explained).explanation.model_dump(mode="json"),
+        "migrations": [_migration_json(m) for m in _result(run, "migrate", Migrations).guests],
         "delete": {
             "instance": deleted.instance.name,
             "host": deleted.instance.host,
@@ -800,6 +871,20 @@ _PROFILE_KEYS: Final = (
     "device_mac_address",
     "trusted",
 )
+
+
+def _migration_json(migrated: Migrated) -> dict[str, object]:
+    return {
+        "instance": migrated.before.name,
+        "id": migrated.finished.id,
+        "state": migrated.finished.state,
+        "source_host": migrated.finished.source_host,
+        "destination_host": migrated.finished.destination_host,
+        "plan": migrated.plan.model_dump(mode="json"),
+        "devices_before": {r.requester: list(r.devices) for r in migrated.before.requests},
+        "devices_after": {r.requester: list(r.devices) for r in migrated.after.requests},
+        "source_states_after": dict(migrated.source_states),
+    }
 
 
 def _placement_json(vm: InstanceOut) -> dict[str, object]:
