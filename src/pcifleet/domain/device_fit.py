@@ -392,12 +392,24 @@ def _qualifier(request: DeviceRequest) -> str:
     return ""
 
 
+def _adjectives(request: DeviceRequest) -> str:
+    """ "trusted " / "untrusted " / "remote-managed " when every alternative asks for it."""
+    words = []
+    trusted = {_folded(alt.prop("trusted")) for alt in request.alternatives}
+    if len(trusted) == 1 and (value := trusted.pop()) is not None:
+        words.append("trusted" if truthy(value) else "untrusted")
+    remote = {_folded(alt.prop(REMOTE_MANAGED)) for alt in request.alternatives}
+    if len(remote) == 1 and truthy(remote.pop()):
+        words.append("remote-managed")
+    return "".join(word + " " for word in words)
+
+
 def label(request: DeviceRequest) -> str:
-    """What a request asks for, as a plural noun phrase ("VFs on physnet2")."""
+    """What a request asks for, as a plural noun phrase ("trusted VFs on physnet2")."""
     types = {alt.dev_type for alt in request.alternatives}
     only = types.pop() if len(types) == 1 else None
     noun = "devices" if only is None else _NOUNS[only][1]
-    return noun + _qualifier(request)
+    return _adjectives(request) + noun + _qualifier(request)
 
 
 def counted_noun(host: HostState, failed: Failed, ids: list[int]) -> str:
@@ -408,14 +420,14 @@ def counted_noun(host: HostState, failed: Failed, ids: list[int]) -> str:
         by_type[dev_type] = by_type.get(dev_type, 0) + failed.avail[i]
     qualifier = _qualifier(failed.request)
     if len(by_type) == 1:
-        return _NOUNS[next(iter(by_type))][1] + qualifier
+        return _adjectives(failed.request) + _NOUNS[next(iter(by_type))][1] + qualifier
     if not by_type:
         return label(failed.request)
     parts = ", ".join(
         f"{n} {_NOUNS[t][0] if n == 1 else _NOUNS[t][1]}"
         for t, n in sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
     )
-    return f"devices{qualifier} ({parts})"
+    return f"{_adjectives(failed.request)}devices{qualifier} ({parts})"
 
 
 def _nodes(cells: Sequence[int], word: str = "node") -> str:

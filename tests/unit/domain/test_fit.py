@@ -602,3 +602,20 @@ def test_pf_and_vf_requests_never_collide(
     pfs_needed = kinds.count("pf") + (1 if "vf" in kinds and vfs else 0)
     fits = pfs_needed <= nics and kinds.count("vf") <= vfs * (nics - kinds.count("pf"))
     assert isinstance(result, Placement) is fits
+
+
+@pytest.mark.parametrize(
+    ("trusted", "phrase"),
+    [
+        (True, "trusted devices on physnet2"),
+        (False, "untrusted devices on physnet2"),
+        (None, "devices on physnet2"),
+    ],
+)
+def test_failure_labels_say_when_a_port_asks_for_trust(trusted: bool | None, phrase: str) -> None:
+    from pcifleet.domain.device_fit import label
+    from pcifleet.domain.vnic import VnicType, port_device_request
+
+    request = port_device_request(VnicType.DIRECT, "physnet2", trusted, "port-1")
+    assert request is not None
+    assert label(request) == phrase
