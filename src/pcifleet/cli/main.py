@@ -46,6 +46,7 @@ def _register() -> None:
     importlib.import_module("pcifleet.cli.agent").register(app)
     importlib.import_module("pcifleet.cli.instance_xml").register(app)
     importlib.import_module("pcifleet.cli.networks").register(app)
+    importlib.import_module("pcifleet.cli.migrate").register(app)
 
 
 _register()
