@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -60,8 +61,6 @@ GUEST_MAC = "fa:16:3e:de:ad:01"
 
 @pytest.fixture
 def scratch() -> Iterator[Path]:
-    import shutil
-
     path = _scratch()
     yield path
     shutil.rmtree(path, ignore_errors=True)
