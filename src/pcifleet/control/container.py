@@ -65,6 +65,8 @@ def build_services(
     instances = instance_service(sessions, settings, flavors, groups)
     networks = NetworkService(sessions, network_options(settings))
     instances.binder = networks
+    migrations = MigrationService(sessions, instances.scheduler, networks)
+    instances.migration_aborter = migrations
     return Services(
         settings=settings,
         engine=engine,
@@ -76,5 +78,5 @@ def build_services(
         instances=instances,
         networks=networks,
         ports_attach=PortAttachService(instances, networks),
-        migrations=MigrationService(sessions, instances.scheduler, networks),
+        migrations=migrations,
     )

@@ -120,6 +120,13 @@ class PortBinder(Protocol):
     def unbind(self, session: Session, instance_id: str) -> None: ...
 
 
+class MigrationAborter(Protocol):
+    """Aborts a live migration in flight inside the delete transaction (frees the
+    destination devices); the migration service, set by the container."""
+
+    def abort_in(self, session: Session, instance_id: str, reason: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Fault:
     """Why an instance is in error: a stable code, a sentence, and one line per reason."""
@@ -403,6 +410,9 @@ def group_usage(session: Session, project: str, groups: Mapping[str, int]) -> di
 
 
 class InstanceService:
+    #: aborts a migration in flight when its guest is deleted (set by the container)
+    migration_aborter: MigrationAborter | None = None
+
     def __init__(
         self,
         sessions: sessionmaker[Session],
@@ -590,6 +600,8 @@ class InstanceService:
         now = self._clock()
 
         def finish(session: Session) -> None:
+            if self.migration_aborter is not None:
+                self.migration_aborter.abort_in(session, instance_id, "instance deleted")
             if self.binder is not None:
                 self.binder.unbind(session, instance_id)
             session.execute(

@@ -36,13 +36,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow, MigrationRow, PortRow
+from pcifleet.control.db.repo import bump_generation, drop_released_vanished
+from pcifleet.control.scheduler.claim import device_changes, write_device_changes
 from pcifleet.control.scheduler.codec import (
     InstanceState,
     placement_from_json,
     placement_to_json,
     requests_from_json,
 )
-from pcifleet.control.scheduler.hostload import MIGRATING, HostHead, read_head
+from pcifleet.control.scheduler.hostload import MIGRATING, HostHead, load_host, read_head
 from pcifleet.control.scheduler.outcomes import Summary
 from pcifleet.control.scheduler.scheduler import Claimed, HostChoice, Scheduler
 from pcifleet.control.services.flavors import parse_flavor
@@ -56,6 +58,7 @@ from pcifleet.domain.errors import (
     NotFound,
     NoValidHost,
 )
+from pcifleet.domain.fit import release
 from pcifleet.domain.migration import (
     Action,
     MigrationItem,
@@ -317,6 +320,20 @@ class MigrationService:
             self._scheduler.release(row.dest_host_id, instance_id, finish)
         return self._record(row.id)
 
+    def abort_in(self, session: Session, instance_id: str, reason: str) -> None:
+        """Abort the guest's migration in flight inside the caller's transaction.
+
+        The instance delete calls it in its release transaction: the destination devices
+        are freed there too (with the destination host's compare-and-swap), so a deleted
+        guest never leaves a destination claim behind, whatever fails after.
+        """
+        row = _in_flight(session, instance_id)
+        if row is None:
+            return
+        if row.dest_host_id is not None:
+            _free_destination(session, row.dest_host_id, instance_id)
+        _close(session, row.id, MigrationState.ABORTED, reason, self._clock())
+
     def _rebind(self, session: Session, instance_id: str, row: MigrationRow) -> None:
         if self.binder is None or row.dest_host_id is None:
             return
@@ -421,6 +438,22 @@ def _close(
     )
     if changed.rowcount != 1:
         raise MigrationStateError(f"migration {migration_id} is no longer in flight")
+
+
+def _free_destination(session: Session, host_id: str, instance_id: str) -> None:
+    """What the scheduler's release does, in the caller's transaction: the host row lock
+    (CAS) first, then the guest's devices there and their relatives freed."""
+    head = read_head(session, host_id)
+    if head is None:
+        return
+    view = load_host(session, head).view
+    placement = view.placements.get(instance_id)
+    if placement is None:
+        return
+    bump_generation(session, head.id, head.generation)
+    after = release(view, instance_id)
+    write_device_changes(session, head.id, device_changes(view, after, placement.all_devices))
+    drop_released_vanished(session, head.id)
 
 
 def _ports(session: Session, instance_id: str) -> list[PortInfo]:
