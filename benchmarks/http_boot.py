@@ -9,6 +9,10 @@ checks the database with the audit afterwards, prints a table and one JSON line 
     .venv/bin/python benchmarks/http_boot.py [--workers 1 4] [--hosts 200] [--boots 2000]
 
 Target: >= 200 boots/s with 4 processes, p99 <= 100 ms.
+
+``cpu_ms_per_boot`` splits the CPU time spent during the measured load between the controller
+processes, the PostgreSQL backends serving this database, and this process (the load
+clients): on a small machine it shows which of them bounds the throughput.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import psutil
+from sqlalchemy import make_url
 
 from pcifleet.control.audit import audit_database
 from pcifleet.control.container import build_services
@@ -50,7 +58,12 @@ def measure(workers: int, hosts: int, boots: int, concurrency: int, tmp: Path) -
         controller = Controller(url, tmp / f"w{workers}", workers=workers).start()
         controller.wait_healthy()
         run_load([controller.url], token, boot_plan(concurrency * 4, seed=1), concurrency=4)
+        assert controller.process is not None
+        parts = _parts(controller.process.pid, str(make_url(url).database))
+        before = {name: _cpu(procs) for name, procs in parts.items()}
         result = run_load([controller.url], token, boot_plan(boots), concurrency=concurrency)
+        parts = _parts(controller.process.pid, str(make_url(url).database))
+        spent = {name: _cpu(procs) - before.get(name, 0.0) for name, procs in parts.items()}
         report = audit_database(services.engine)
         services.close()
         return {
@@ -61,12 +74,42 @@ def measure(workers: int, hosts: int, boots: int, concurrency: int, tmp: Path) -
             "p50_ms": round(result.percentile_ms(0.50), 1),
             "p99_ms": round(result.percentile_ms(0.99), 1),
             "outcomes": dict(sorted(result.outcomes.items())),
+            "cpu_ms_per_boot": {
+                name: round(seconds * 1000 / max(1, boots), 2) for name, seconds in spent.items()
+            },
             "audit_violations": len(report.violations),
         }
     finally:
         if controller is not None:
             controller.stop()
         drop_database(ADMIN_URL, url)
+
+
+def _parts(controller_pid: int, database: str) -> dict[str, list[psutil.Process]]:
+    """The processes whose CPU time is accounted: controllers, PostgreSQL backends, clients."""
+    root = psutil.Process(controller_pid)
+    backends = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if process.info["name"] == "postgres" and f" {database} " in f"{cmdline} ":
+            backends.append(process)
+    return {
+        "controllers": [root, *root.children(recursive=True)],
+        "postgres": backends,
+        "clients": [psutil.Process()],
+    }
+
+
+def _cpu(processes: Iterable[psutil.Process]) -> float:
+    """User + system seconds of ``processes`` (those that ended count as zero)."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def main() -> None:
@@ -82,11 +125,16 @@ def main() -> None:
             began = time.perf_counter()
             rows.append(measure(workers, args.hosts, args.boots, args.concurrency, Path(tmp)))
             print(f"{workers} processes: {time.perf_counter() - began:.0f} s", file=sys.stderr)
-    print(f"{'processes':>9} {'boots':>6} {'boots/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'audit':>6}")
+    print(
+        f"{'processes':>9} {'boots':>6} {'boots/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'audit':>6}"
+        "  CPU ms/boot: controllers postgres clients"
+    )
     for row in rows:
+        cpu = row["cpu_ms_per_boot"]
         print(
             f"{row['workers']:>9} {row['boots']:>6} {row['boots_per_s']:>8} "
             f"{row['p50_ms']:>7} {row['p99_ms']:>7} {row['audit_violations']:>6}"
+            f"  {cpu['controllers']:>24} {cpu['postgres']:>8} {cpu['clients']:>7}"
         )
     print(json.dumps({"hosts": args.hosts, "concurrency": args.concurrency, "runs": rows}))
 

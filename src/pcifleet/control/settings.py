@@ -22,6 +22,7 @@ ENV_DATABASE_URL: Final = "PCIFLEET_DATABASE_URL"
 ENV_HEARTBEAT_TIMEOUT: Final = "PCIFLEET_HEARTBEAT_TIMEOUT"
 ENV_CLAIM_RETRIES: Final = "PCIFLEET_CLAIM_RETRIES"
 ENV_WEIGHER: Final = "PCIFLEET_WEIGHER"
+ENV_HOST_SUBSET_SIZE: Final = "PCIFLEET_HOST_SUBSET_SIZE"
 ENV_VF_STRATEGY: Final = "PCIFLEET_VF_STRATEGY"
 ENV_NETWORK_VLAN_RANGES: Final = "PCIFLEET_NETWORK_VLAN_RANGES"
 ENV_NETWORK_VNI_RANGES: Final = "PCIFLEET_NETWORK_VNI_RANGES"
@@ -30,6 +31,11 @@ ENV_MIXED_VNIC_POLICY: Final = "PCIFLEET_MIXED_VNIC_POLICY"
 
 DEFAULT_HEARTBEAT_TIMEOUT_S: Final = 60.0
 DEFAULT_CLAIM_RETRIES: Final = 5
+#: a claim picks at random among this many of the best hosts (Nova's host_subset_size; 1:
+#: the best, as Nova's default — a bigger subset spreads even uncontended boots, which costs
+#: packing on small fleets). Concurrent claims spread anyway: they skip hosts another claim
+#: holds or another process changed (pcifleet.control.scheduler.scheduler)
+DEFAULT_HOST_SUBSET_SIZE: Final = 1
 DATABASE_FILE: Final = "pcifleet.db"
 #: host order: fill hosts first (pack) or use the emptiest first (spread)
 WEIGHERS: Final = ("pack", "spread")
@@ -66,6 +72,8 @@ class Settings:
     claim_retries: int = DEFAULT_CLAIM_RETRIES
     #: one of :data:`WEIGHERS`
     weigher: str = "pack"
+    #: how many of the best hosts a claim picks among at random (1: deterministic)
+    host_subset_size: int = DEFAULT_HOST_SUBSET_SIZE
     #: one of :data:`VF_STRATEGIES`
     vf_strategy: str = "pack"
     #: ``physnet:min:max`` entries VLAN ids are allocated from (a bare physnet: no range)
@@ -93,6 +101,10 @@ class Settings:
         if self.claim_retries < 0:
             raise InvalidSetting(
                 "must be zero or a positive integer", field="claim_retries", rule="range"
+            )
+        if self.host_subset_size < 1:
+            raise InvalidSetting(
+                "must be a positive integer", field="host_subset_size", rule="range"
             )
         self._check_network()
 
@@ -142,6 +154,9 @@ def settings_from_env(
         heartbeat_timeout_s=_number(environ, ENV_HEARTBEAT_TIMEOUT, DEFAULT_HEARTBEAT_TIMEOUT_S),
         claim_retries=int(_number(environ, ENV_CLAIM_RETRIES, DEFAULT_CLAIM_RETRIES, True)),
         weigher=environ.get(ENV_WEIGHER, "pack").strip().lower() or "pack",
+        host_subset_size=int(
+            _number(environ, ENV_HOST_SUBSET_SIZE, DEFAULT_HOST_SUBSET_SIZE, True)
+        ),
         vf_strategy=environ.get(ENV_VF_STRATEGY, "pack").strip().lower() or "pack",
         network_vlan_ranges=_text(environ, ENV_NETWORK_VLAN_RANGES, DEFAULT_NETWORK_VLAN_RANGES),
         network_vni_ranges=_text(environ, ENV_NETWORK_VNI_RANGES, DEFAULT_NETWORK_VNI_RANGES),

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from pcifleet.control.db.models import DeviceRow, HostRow
+from pcifleet.control.db.models import Base, DeviceRow, HostRow
 from pcifleet.control.db.records import HostRecord, HostState, StoredDevice
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceState, DeviceType
@@ -64,6 +64,58 @@ def bump_generation(session: Session, host_id: str, expected: int) -> int:
             expected=expected,
         )
     return expected + 1
+
+
+_HOST_TABLE = Base.metadata.tables["hosts"]
+_TARGET = _HOST_TABLE.alias("target")
+#: the host row, locked, if it is at the expected generation and up; a row another transaction
+#: holds is skipped (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite transactions are exclusive)
+_FREE_HOST = (
+    select(_TARGET.c.id)
+    .where(
+        _TARGET.c.id == bindparam("b_id"),
+        _TARGET.c.generation == bindparam("b_generation"),
+        _TARGET.c.state == HostState.UP.value,
+        _TARGET.c.disabled.is_(False),
+    )
+    .with_for_update(skip_locked=True)
+    .scalar_subquery()
+)
+_BUMP_FREE = (
+    update(_HOST_TABLE)
+    .where(_HOST_TABLE.c.id == _FREE_HOST)
+    .values(generation=_HOST_TABLE.c.generation + 1)
+)
+
+
+#: the same, waiting for a transaction that holds the row (then checking its new version)
+_BUMP_WAIT = (
+    update(_HOST_TABLE)
+    .where(
+        _HOST_TABLE.c.id == bindparam("b_id"),
+        _HOST_TABLE.c.generation == bindparam("b_generation"),
+        _HOST_TABLE.c.state == HostState.UP.value,
+        _HOST_TABLE.c.disabled.is_(False),
+    )
+    .values(generation=_HOST_TABLE.c.generation + 1)
+)
+
+
+def try_bump_generation(
+    session: Session, host_id: str, expected: int, *, wait: bool = False
+) -> int | None:
+    """:func:`bump_generation` for a scheduler trying candidates: returns None, never raises.
+
+    Advances the generation only if the host is still at ``expected``, up and enabled;
+    returns the new generation, or None. Without ``wait`` a host row that another
+    transaction holds is skipped at once (the caller moves on to another host instead of
+    queueing behind a concurrent claim on this one); with ``wait`` the update waits for that
+    transaction and then fails if it moved the generation. One statement either way: the
+    host row lock is still the first lock the claim takes.
+    """
+    statement = _BUMP_WAIT if wait else _BUMP_FREE
+    result = session.connection().execute(statement, {"b_id": host_id, "b_generation": expected})
+    return expected + 1 if result.rowcount == 1 else None
 
 
 # --- hosts -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -218,6 +218,8 @@ class CandidateIndex:
     _load_lock: threading.RLock = field(default_factory=threading.RLock)
     _last_refresh: float = float("-inf")
     loaded: bool = False
+    #: the throttled catch-up reloads changed hosts at once (else it only marks them stale)
+    eager_reload: bool = True
 
     # -- building -----------------------------------------------------------------------
 
@@ -298,6 +300,15 @@ class CandidateIndex:
                     del entries[at]
             bisect.insort(entries, new[kind])
 
+    def mark_stale(self, host_id: str, generation: int) -> None:
+        """The host moved on from ``generation`` (a lost compare-and-swap): until it is
+        reloaded, its counts are not trusted (a claim that already recorded a newer state
+        is left alone)."""
+        with self._lock:
+            known = self._hosts.get(host_id)
+            if known is not None and known.generation == generation and not known.stale:
+                self._set_summary(replace(known, stale=True), sort=True)
+
     def forget(self, host_id: str) -> None:
         with self._lock:
             old = self._entries.pop(host_id, None)
@@ -368,12 +379,17 @@ class CandidateIndex:
             return 0
         self._last_refresh = now
         with sessions() as session:
-            return self.catch_up_in(session)
+            return self.catch_up_in(session, reload=self.eager_reload)
 
-    def catch_up_in(self, session: Session) -> int:
-        """:meth:`catch_up` in the caller's transaction, unthrottled; returns hosts changed."""
+    def catch_up_in(self, session: Session, *, reload: bool = True) -> int:
+        """:meth:`catch_up` in the caller's transaction, unthrottled; returns hosts changed.
+
+        ``reload=False`` only marks the changed hosts stale: a claim then reloads a stale
+        host when it actually tries it, instead of every request paying for a batch of hosts
+        it will never use.
+        """
         changed = self._mark(read_heads(session))
-        for head in changed[: self.refresh_batch]:
+        for head in changed[: self.refresh_batch if reload else 0]:
             loaded = load_host(session, head)
             self.update(loaded.head, loaded.view)
         return len(changed)

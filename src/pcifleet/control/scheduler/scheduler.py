@@ -3,21 +3,27 @@
 :meth:`Scheduler.claim` runs, in ONE database transaction:
 
 1. the caller's checks (quotas, ...) through :class:`ClaimWriter.check`;
-2. for each candidate of the index, in weigher order: read the host's generation and liveness,
-   take its view (the cached one when the generation matches, else load it from the rows),
-   run the domain's host fit;
-3. on the first fit: ``UPDATE hosts SET generation = generation + 1 WHERE generation = <read>``
-   (the compare-and-swap, first, so the host row lock is always taken before device rows),
-   the caller's instance row (:meth:`ClaimWriter.placed`), then the device rows as the state
-   machine says (the chosen devices allocated, their PF/VF relatives blocked);
+2. for each candidate of the index, in weigher order — the best ``subset_size`` hosts in a
+   random order first (Nova's ``host_subset_size``), so that concurrent claims land on
+   different hosts instead of queueing on the best one: take the host's view (the cached one
+   when the index trusts it, with no database read at all; else read the host's generation
+   and liveness, and load it from the rows unless the cache holds that generation) and run
+   the domain's host fit;
+3. on the first fit: ``UPDATE hosts SET generation = generation + 1 WHERE generation = <view's>``
+   and the host is up, skipping a row another transaction holds (the compare-and-swap, first,
+   so the host row lock is always taken before device rows; it never waits), then the
+   caller's instance row (:meth:`ClaimWriter.placed`), then the device rows as the state
+   machine says (the chosen devices allocated, their PF/VF relatives blocked). A lost
+   compare-and-swap (the view was stale, or another claim holds the host) marks the host
+   stale in the index and moves on to the next candidate in the same transaction;
 4. if nothing fits: the index catches up in the same transaction (unthrottled) and, if it
    was behind another process, the decision is made once more on fresh counts; then the
    caller records the failure (:meth:`ClaimWriter.unplaced`) with the outcome of every host
    grouped into one sentence.
 
-A lost compare-and-swap (another process claimed on the host after our read), a PostgreSQL
-serialization failure or deadlock rolls everything back; the index catches up at once and the
-whole decision is made again, at most ``claim_retries`` more times, then
+When every candidate that fitted was lost to concurrent claims (nothing else is left to try),
+or on a PostgreSQL serialization failure or deadlock, everything rolls back; the index catches
+up at once and the whole decision is made again, at most ``claim_retries`` more times, then
 :class:`~pcifleet.domain.errors.ConcurrentUpdate` (409 ``pcifleet.concurrent_update``).
 Because every writer of a host's devices moves the generation, two claims can never both
 commit on the same host state, whatever the number of controller processes: no device is
@@ -31,6 +37,7 @@ host's outcome.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -40,13 +47,14 @@ from typing import Final, Protocol, TypeVar
 import sqlalchemy.exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from pcifleet.control.db.repo import bump_generation, drop_released_vanished
+from pcifleet.control.db.repo import bump_generation, drop_released_vanished, try_bump_generation
 from pcifleet.control.scheduler.claim import device_changes, write_device_changes
 from pcifleet.control.scheduler.hostload import HostHead, load_host, read_head
 from pcifleet.control.scheduler.index import (
     DEFAULT_CACHE_SIZE,
     DEFAULT_REFRESH_INTERVAL_S,
     CandidateIndex,
+    HostSummary,
     RequestFilter,
 )
 from pcifleet.control.scheduler.outcomes import (
@@ -90,6 +98,11 @@ class SchedulerOptions:
     refresh_interval_s: float = DEFAULT_REFRESH_INTERVAL_S
     #: example hosts kept per outcome group (failure details, explain)
     examples: int = DEFAULT_EXAMPLES
+    #: how many of the best candidates a claim picks among at random (Nova's
+    #: ``host_subset_size``); 1 keeps the weigher's order exactly (deterministic)
+    subset_size: int = 1
+    #: seed of that random pick (None: from the system)
+    seed: int | None = None
 
 
 class ClaimWriter(Protocol):
@@ -151,6 +164,12 @@ class _Attempt:
 
     seen: dict[str, tuple[HostHead, HostState]] = field(default_factory=dict)
     outcomes: dict[str, HostOutcome] = field(default_factory=dict)
+    #: hosts whose compare-and-swap this transaction lost (stale view, or held by another claim)
+    lost: set[str] = field(default_factory=set)
+    #: the host this transaction is trying or has claimed on (busy for this process's others)
+    held: str | None = None
+    #: the host's state after this transaction's claim (recorded in the index at commit)
+    claimed: tuple[HostHead, HostState] | None = None
 
 
 class Scheduler:
@@ -165,11 +184,17 @@ class Scheduler:
     ) -> None:
         self._sessions = sessions
         self.options = options
+        self._random = random.Random(options.seed)
+        #: hosts this process's claims are on right now (host id -> how many)
+        self._busy: dict[str, int] = {}
+        self._busy_lock = threading.Lock()
         self.index = CandidateIndex(
             weigher_for(options.strategy),
             cache_size=options.cache_size,
             refresh_interval_s=options.refresh_interval_s,
             clock=clock,
+            # with a random subset, claims steer around hosts others changed: reload lazily
+            eager_reload=options.subset_size <= 1,
         )
 
     # -- index ------------------------------------------------------------------------------
@@ -202,6 +227,10 @@ class Scheduler:
                 claimed = self._place(session, check, writer, attempt, number, hosts)
             if claimed is not None:
                 return claimed
+            if attempt.lost:  # hosts that fit were taken meanwhile: retry, do not give up
+                raise ConcurrentUpdate(
+                    f"{len(attempt.lost)} fitting hosts were claimed concurrently", attempt=number
+                )
             summary = self._summary(check, attempt, hosts)
             writer.unplaced(session, summary)
             return Unplaced(summary, number)
@@ -220,37 +249,127 @@ class Scheduler:
         number: int,
         hosts: HostChoice | None = None,
     ) -> Claimed | None:
+        for summary, weight in self._tried(check, hosts):
+            claimed = self._claim_on(session, summary, weight, check, writer, attempt, number)
+            if claimed is not None:
+                return claimed
+        return None
+
+    def _claim_on(
+        self,
+        session: Session,
+        summary: HostSummary,
+        weight: Weight,
+        check: RequestFilter,
+        writer: ClaimWriter,
+        attempt: _Attempt,
+        number: int,
+    ) -> Claimed | None:
+        """Fit and claim on one host; None (outcome or loss recorded) when it did not work.
+
+        The first attempt never waits for a host another claim holds (it has other
+        candidates). A retry waits for it, and when that claim moved the generation,
+        re-reads the host once and tries again: a retry is where the candidates ran out.
+        """
         request = check.request
-        for summary, weight in self.index.candidates(check):
-            if hosts is not None and not hosts(summary.id):
-                continue
-            found = self._view(session, summary.id, attempt)
-            if found is None:
-                continue
+        self._hold(summary.id, attempt)
+        found = self._current(session, summary, attempt)
+        while found is not None:
             head, view = found
             if not head.schedulable:
                 attempt.outcomes[head.id] = HostOutcome(
                     head.id, head.name, False, DOWN, "host is down or disabled", weight=weight
                 )
-                continue
+                return None
             result = fit(view, request, self.options.fit)
             if isinstance(result, FitFailure):
                 attempt.outcomes[head.id] = HostOutcome.failed(head.id, head.name, result, weight)
-                continue
-            return self._write(session, head, view, result, request, writer, number)
+                return None
+            wait = number > 1
+            generation = try_bump_generation(session, head.id, head.generation, wait=wait)
+            if generation is not None:
+                claimed = self._write(
+                    session, head, generation, view, result, request, writer, number
+                )
+                attempt.claimed = (claimed.host, claimed.view)
+                return claimed
+            self.index.mark_stale(head.id, head.generation)
+            again = wait and head.id not in attempt.lost
+            attempt.lost.add(head.id)
+            found = self._view(session, head.id, attempt) if again else None
         return None
+
+    def _hold(self, host_id: str, attempt: _Attempt) -> None:
+        """Mark ``host_id`` busy until ``attempt``'s transaction ends (see :meth:`_tried`)."""
+        if attempt.held:  # one host at a time: the previous candidate did not work out
+            self._unhold(attempt)
+        with self._busy_lock:
+            self._busy[host_id] = self._busy.get(host_id, 0) + 1
+        attempt.held = host_id
+
+    def _unhold(self, attempt: _Attempt) -> None:
+        host_id, attempt.held = attempt.held, None
+        if host_id is None:
+            return
+        with self._busy_lock:
+            left = self._busy.get(host_id, 0) - 1
+            if left > 0:
+                self._busy[host_id] = left
+            else:
+                self._busy.pop(host_id, None)
+
+    def _tried(
+        self, check: RequestFilter, hosts: HostChoice | None
+    ) -> Iterator[tuple[HostSummary, Weight]]:
+        """The candidates in the order a claim tries them.
+
+        First the best ``subset_size`` (k) hosts that are neither stale nor busy, in a random
+        order when k > 1; then the stale and busy ones met on the way; then the rest in
+        weigher order. A stale host was changed by another process (it costs a reload, and
+        trying it first would make every process converge on the same hosts); a busy one is
+        being claimed on by another thread of this process (its claim would likely win).
+        So concurrent claims spread over hosts by themselves, and a lone claim (nothing
+        stale or busy) follows the weigher's order exactly when k = 1.
+        """
+        found = (c for c in self.index.candidates(check) if hosts is None or hosts(c[0].id))
+        window: list[tuple[HostSummary, Weight]] = []
+        deferred: list[tuple[HostSummary, Weight]] = []
+        busy = self._busy
+        for candidate in found:
+            summary = candidate[0]
+            (deferred if summary.stale or summary.id in busy else window).append(candidate)
+            if len(window) >= self.options.subset_size:
+                break
+        if len(window) > 1:
+            self._random.shuffle(window)
+        yield from window
+        yield from deferred
+        yield from found
+
+    def _current(
+        self, session: Session, summary: HostSummary, attempt: _Attempt
+    ) -> tuple[HostHead, HostState] | None:
+        """The host's view: the cached one when the index trusts it (no read: the
+        compare-and-swap catches a stale one), else as :meth:`_view`."""
+        if not summary.stale:
+            view = self.index.cached_view(summary.id, summary.generation)
+            if view is not None:
+                head = HostHead(summary.id, summary.name, summary.generation, summary.schedulable)
+                return head, view
+        return self._view(session, summary.id, attempt)
 
     def _write(
         self,
         session: Session,
         head: HostHead,
+        generation: int,
         view: HostState,
         placement: Placement,
         request: InstanceRequest,
         writer: ClaimWriter,
         number: int,
     ) -> Claimed:
-        generation = bump_generation(session, head.id, head.generation)
+        """Write a claim on ``head``'s host, whose generation was just bumped to ``generation``."""
         after = apply(view, placement, allocate=True)
         writer.placed(session, head, placement)
         request_ids = {
@@ -405,6 +524,8 @@ class Scheduler:
     def _remember(self, attempt: _Attempt) -> None:
         for head, view in attempt.seen.values():
             self.index.update(head, view)
+        if attempt.claimed is not None:
+            self.index.update(*attempt.claimed)
 
     def _retrying(self, work: Callable[[Session, _Attempt, int], T], what: str) -> T:
         attempts = self.options.claim_retries + 1
@@ -422,6 +543,8 @@ class Scheduler:
             else:
                 self._remember(attempt)
                 return result
+            finally:
+                self._unhold(attempt)  # after the index learnt the claim
             time.sleep(random.uniform(0, _BACKOFF_S * number))
         raise ConcurrentUpdate(
             f"{what}: the chosen hosts kept changing concurrently; "

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.models import FlavorRow
 from pcifleet.control.services.principal import Principal
+from pcifleet.control.services.ttlcache import DEFAULT_TTL_S, TtlCache
 from pcifleet.domain import flavor as flavors
 from pcifleet.domain.errors import AlreadyExists, InvalidFlavor, NotFound
 from pcifleet.domain.flavor import Flavor
@@ -88,8 +89,12 @@ def _page_size_text(flavor: Flavor) -> str | None:
 
 
 class FlavorService:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, cache_ttl_s: float = DEFAULT_TTL_S
+    ) -> None:
         self._sessions = sessions
+        #: flavors read for boots (see :mod:`pcifleet.control.services.ttlcache`)
+        self._cache: TtlCache[str, FlavorRecord] = TtlCache(cache_ttl_s)
 
     def create(
         self, who: Principal, flavor: Flavor, *, description: str | None = None
@@ -113,6 +118,8 @@ class FlavorService:
             raise AlreadyExists(
                 f"a flavor named {flavor.name!r} already exists", name=flavor.name
             ) from exc
+        finally:
+            self._cache.clear()
         return _record(row)
 
     def list(self, who: Principal) -> list[FlavorRecord]:
@@ -126,15 +133,24 @@ class FlavorService:
         return self.get(name)
 
     def get(self, name: str) -> FlavorRecord:
-        """The flavor named ``name`` (for boot requests; no principal needed)."""
+        """The flavor named ``name`` (for boot requests; no principal needed).
+
+        Reused for a second (this process's own writes are seen at once)."""
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        epoch = self._cache.epoch
         with self._sessions() as session:
-            return _record(_row(session, name))
+            return self._cache.put(name, _record(_row(session, name)), epoch)
 
     def delete(self, who: Principal, name: str) -> None:
         """Remove the flavor; instances keep the copy they were booted with."""
         who.require_admin("deleting a flavor")
-        with self._sessions.begin() as session:
-            session.delete(_row(session, name))
+        try:
+            with self._sessions.begin() as session:
+                session.delete(_row(session, name))
+        finally:
+            self._cache.clear()
 
 
 def _row(session: Session, name: str) -> FlavorRow:

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.models import DeviceGroupRow, GroupQuotaRow
 from pcifleet.control.services.principal import Principal, Role
+from pcifleet.control.services.ttlcache import DEFAULT_TTL_S, TtlCache
 from pcifleet.domain.errors import AlreadyExists, InvalidGroup, NotFound, UnknownGroup
 from pcifleet.domain.group import DeviceGroup, load_groups
 from pcifleet.domain.nova import groups_from_nova_alias
@@ -148,8 +149,12 @@ def _require_owner(who: Principal, owner: str | None, action: str) -> None:
 
 
 class GroupService:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], *, cache_ttl_s: float = DEFAULT_TTL_S
+    ) -> None:
         self._sessions = sessions
+        #: project -> groups it sees, read for boots (:mod:`pcifleet.control.services.ttlcache`)
+        self._visible: TtlCache[str, dict[str, DeviceGroup]] = TtlCache(cache_ttl_s)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -173,15 +178,24 @@ class GroupService:
             row = _visible_row(session, who, name)
             return _record(row, _quotas(session, [row.id]).get(row.id, []), who)
 
-    def visible_groups(self, project: str) -> dict[str, DeviceGroup]:
-        """Every group ``project`` may request, by name (for building boot requests)."""
+    def visible_groups(self, project: str, *, need: Iterable[str] = ()) -> dict[str, DeviceGroup]:
+        """Every group ``project`` may request, by name (for building boot requests).
+
+        Reused for a second (this process's own writes are seen at once), unless it lacks a
+        group named in ``need`` (one created since, perhaps by another process).
+        """
+        cached = self._visible.get(project)
+        if cached is not None and all(name in cached for name in need):
+            return dict(cached)
+        epoch = self._visible.epoch
         with self._sessions() as session:
             rows = session.scalars(
                 select(DeviceGroupRow).where(
                     or_(DeviceGroupRow.project.is_(None), DeviceGroupRow.project == project)
                 )
             )
-            return {row.name: _to_group(row) for row in rows}
+            found = {row.name: _to_group(row) for row in rows}
+        return dict(self._visible.put(project, found, epoch))
 
     def resolve(self, project: str, names: Iterable[str]) -> dict[str, DeviceGroup]:
         """The groups named in a request, as ``project`` sees them; UnknownGroup otherwise."""
@@ -290,8 +304,13 @@ class GroupService:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _commit(self, name: str) -> AbstractContextManager[Session]:
-        return _unique_names(self._sessions, name)
+    @contextmanager
+    def _commit(self, name: str) -> Iterator[Session]:
+        try:
+            with _unique_names(self._sessions, name) as session:
+                yield session
+        finally:
+            self._visible.clear()
 
 
 def _visible_row(session: Session, who: Principal, name: str) -> DeviceGroupRow:

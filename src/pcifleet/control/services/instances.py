@@ -443,7 +443,8 @@ class InstanceService:
         instance_id: str = "",
     ) -> InstanceRequest:
         """The instance request of a flavor and ports for ``project`` (groups as it sees them)."""
-        groups = self._groups.visible_groups(project) if flavor.device_groups else {}
+        names = [g.name for g in flavor.device_groups]
+        groups = self._groups.visible_groups(project, need=names) if names else {}
         requests = device_requests_for_flavor(flavor, groups, project)
         return instance_request(flavor, (*requests, *port_requests(ports)), instance_id)
 
@@ -664,5 +665,6 @@ def instance_service(
         strategy=Strategy(settings.weigher),
         fit=FitOptions(vf_strategy=VfStrategy(settings.vf_strategy)),
         claim_retries=settings.claim_retries,
+        subset_size=settings.host_subset_size,
     )
     return InstanceService(sessions, flavors, groups, Scheduler(sessions, chosen))
