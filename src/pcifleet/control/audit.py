@@ -14,6 +14,10 @@ independently of the code that wrote them:
 - every live instance runs on an existing host and holds every device its placement lists;
 - per host and pool (vendor:product, type, physical network) the devices in use by the rows
   and by the placements agree;
+- a guest in the middle of a live migration holds devices on its destination host too (the
+  migration row's placement): those count as its devices there; destination devices still
+  held for a migration that is no longer in flight (completed elsewhere, aborted) are a
+  violation of their own;
 - generations are sane: never negative, and a host with devices in use has moved past 0
   (every claim bumps it with its compare-and-swap).
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 import enum
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -36,8 +40,9 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow
+from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow, MigrationRow
 from pcifleet.control.scheduler.codec import LIVE_STATES
+from pcifleet.control.scheduler.hostload import MIGRATING
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceState, DeviceType
 from pcifleet.domain.state import FOLLOWING, HELD, Family, derived_state
@@ -52,6 +57,7 @@ class Code(enum.StrEnum):
     OWNER_ON_OTHER_HOST = "device.owner_on_other_host"
     OWNER_ON_FREE_DEVICE = "device.owner_on_free_device"
     NOT_IN_PLACEMENT = "device.not_in_placement"
+    HELD_FOR_CLOSED_MIGRATION = "device.held_for_closed_migration"
     VANISHED_NOT_HELD = "device.vanished_not_held"
     TWO_CONSUMERS = "device.two_consumers"
     PF_AND_VF_IN_USE = "family.pf_and_vf_in_use"
@@ -112,6 +118,22 @@ class InstanceFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrationFacts:
+    """A live migration as the audit of its destination host needs it."""
+
+    id: str
+    instance_id: str
+    dest_host_id: str | None
+    state: str
+    #: the devices claimed on the destination (the migration's placement)
+    devices: tuple[PciAddress, ...]
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state == MIGRATING
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     hosts: int
     devices: int
@@ -133,21 +155,39 @@ def audit_host(
     devices: Sequence[DeviceFacts],
     instances: Mapping[str, InstanceFacts],
     on_host: Sequence[InstanceFacts] | None = None,
+    migrations: Sequence[MigrationFacts] = (),
 ) -> list[Violation]:
     """Every violation on one host.
 
     ``instances`` are all instances by id (a device may name any); ``on_host`` the live ones
-    placed on this host (found in ``instances`` when not given).
+    placed on this host (found in ``instances`` when not given); ``migrations`` those whose
+    destination is this host (a guest migrating here holds its destination devices).
     """
     if on_host is None:
         on_host = [i for i in instances.values() if i.host_id == host.id and i.live]
+    arriving = _arriving(host, instances, migrations)
+    if arriving:
+        instances = {**instances, **arriving}
+        on_host = [*on_host, *(i for i in arriving.values() if i.live)]
+    leftovers = {(m.instance_id, a): m for m in migrations if not m.in_flight for a in m.devices}
     by_address = {d.address: d for d in devices}
-    found = [v for d in devices for v in _device_checks(host, d, instances)]
+    found = [v for d in devices for v in _device_checks(host, d, instances, leftovers)]
     found += _family_checks(host, by_address)
     found += _placement_checks(host, by_address, on_host)
     found += _pool_checks(host, by_address, on_host)
     found += _generation_checks(host, devices)
     return found
+
+
+def _arriving(
+    host: HostFacts, instances: Mapping[str, InstanceFacts], migrations: Sequence[MigrationFacts]
+) -> dict[str, InstanceFacts]:
+    """Guests migrating to this host, as if placed here with their destination devices."""
+    return {
+        m.instance_id: replace(instances[m.instance_id], host_id=host.id, devices=m.devices)
+        for m in migrations
+        if m.in_flight and m.dest_host_id == host.id and m.instance_id in instances
+    }
 
 
 def _owner_problem(
@@ -170,7 +210,10 @@ def _owner_problem(
 
 
 def _device_checks(
-    host: HostFacts, device: DeviceFacts, instances: Mapping[str, InstanceFacts]
+    host: HostFacts,
+    device: DeviceFacts,
+    instances: Mapping[str, InstanceFacts],
+    leftovers: Mapping[tuple[str, PciAddress], MigrationFacts],
 ) -> Iterator[Violation]:
     subject = str(device.address)
     if not device.held:
@@ -191,6 +234,15 @@ def _device_checks(
         return
     owner = instances.get(device.instance_id) if device.instance_id else None
     problem = _owner_problem(host, device, owner)
+    closed = leftovers.get((device.instance_id or "", device.address))
+    if problem is not None and closed is not None:
+        problem = (
+            Code.HELD_FOR_CLOSED_MIGRATION,
+            (
+                f"device {subject} is {device.state} by instance {closed.instance_id} for "
+                f"migration {closed.id}, which is {closed.state}, no longer in flight"
+            ),
+        )
     if problem is not None:
         yield Violation(problem[0], host.name, subject, problem[1])
 
@@ -380,6 +432,24 @@ def read_instances(session: Session) -> dict[str, InstanceFacts]:
     return {r[0]: InstanceFacts(r[0], r[1], r[2], r[3], _placement_devices(r[4])) for r in rows}
 
 
+def read_migrations(session: Session) -> dict[str, list[MigrationFacts]]:
+    """Migrations by destination host id (closed ones too: their leftovers are violations)."""
+    rows = session.execute(
+        select(
+            MigrationRow.id,
+            MigrationRow.instance_id,
+            MigrationRow.dest_host_id,
+            MigrationRow.state,
+            MigrationRow.placement,
+        ).where(MigrationRow.dest_host_id.is_not(None))
+    )
+    found: dict[str, list[MigrationFacts]] = {}
+    for r in rows:
+        facts = MigrationFacts(r[0], r[1], r[2], r[3], _placement_devices(r[4]))
+        found.setdefault(r[2], []).append(facts)
+    return found
+
+
 def read_hosts(session: Session) -> list[HostFacts]:
     rows = session.execute(
         select(HostRow.id, HostRow.name, HostRow.generation, HostRow.inventory_generation).order_by(
@@ -430,6 +500,7 @@ def audit_session(session: Session) -> AuditReport:
     """The audit over what ``session`` sees (call it inside one transaction)."""
     hosts = read_hosts(session)
     instances = read_instances(session)
+    migrations = read_migrations(session)
     by_id = {h.id: h for h in hosts}
     violations = list(audit_instances(instances.values(), by_id))
     live: dict[str, list[InstanceFacts]] = {}
@@ -442,10 +513,14 @@ def audit_session(session: Session) -> AuditReport:
         seen.add(host_id)
         devices += len(facts)
         held += sum(1 for d in facts if d.held)
-        violations += audit_host(by_id[host_id], facts, instances, live.get(host_id, []))
+        violations += audit_host(
+            by_id[host_id], facts, instances, live.get(host_id, []), migrations.get(host_id, ())
+        )
     for host in hosts:
         if host.id not in seen:
-            violations += audit_host(host, (), instances, live.get(host.id, []))
+            violations += audit_host(
+                host, (), instances, live.get(host.id, []), migrations.get(host.id, ())
+            )
     return AuditReport(len(hosts), devices, len(instances), held, tuple(violations))
 
 
