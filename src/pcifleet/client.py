@@ -260,8 +260,10 @@ class PcifleetClient(BaseClient):
     def show_host(self, host: str) -> HostDetailOut:
         return self._get(HostDetailOut, f"/v1/hosts/{_seg(host)}")
 
-    def register_host(self, name: str) -> HostOut:
-        return self._send(HostOut, "POST", "/v1/hosts", HostRegister(name=name))
+    def register_host(self, name: str, hypervisor_uri: str | None = None) -> HostOut:
+        """Register ``name`` (idempotent); ``hypervisor_uri`` is where migrations reach it."""
+        body = HostRegister(name=name, hypervisor_uri=hypervisor_uri)
+        return self._send(HostOut, "POST", "/v1/hosts", body)
 
     def report_inventory(self, host: str, inventory: InventoryIn) -> ReportOut:
         """Replace the host's inventory; ConcurrentUpdate when ``inventory.generation`` is stale."""

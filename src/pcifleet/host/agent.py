@@ -34,6 +34,7 @@ from pcifleet.domain.errors import (
     Unauthorized,
 )
 from pcifleet.domain.spec import SpecList
+from pcifleet.host.migrate import MigrationOutcome
 from pcifleet.host.model import PciFunction
 from pcifleet.host.qualify import QualifiedScan, qualify
 from pcifleet.host.rescan import Rescanner, ScanDiff
@@ -240,6 +241,14 @@ class HotPlugApplier(Applier, Protocol):
     def update(self, old: Plugged, new: Plugged) -> None: ...
 
 
+@runtime_checkable
+class SettlingApplier(Applier, Protocol):
+    """An applier that finishes adopting instances found already plugged (a domain that
+    migrated in: its VFs are configured by the destination's agent)."""
+
+    def settle(self, instance: Plugged) -> None: ...
+
+
 @dataclass
 class RecordingApplier:
     """Plugs nothing: it logs and remembers what it would do (the agent's default until the
@@ -306,17 +315,34 @@ def _in_place(
     ]
 
 
-def reconcile(applier: Applier, desired: Iterable[DesiredInstanceOut]) -> Reconciliation:
+def _settle(
+    applier: Applier, found: dict[str, Plugged], wanted: dict[str, Plugged], failed: list[str]
+) -> None:
+    """Let a :class:`SettlingApplier` finish adopting the instances found as wanted."""
+    if not isinstance(applier, SettlingApplier):
+        return
+    for key, p in sorted(wanted.items()):
+        if found.get(key) == p:
+            _attempt(applier.settle, "settle", p, failed)
+
+
+def reconcile(
+    applier: Applier, desired: Iterable[DesiredInstanceOut], incoming: Iterable[str] = ()
+) -> Reconciliation:
     """Make the host match ``desired``: unplug what is not wanted (or changed), plug what is
     missing. Applying the same desired state twice does nothing the second time.
 
     With a :class:`HotPlugApplier`, an instance plugged under the same name whose ports or
     devices changed is updated in place (hot plug) instead of being unplugged and plugged.
+    ``incoming`` instances (migrating here, not wanted yet) are left alone when found; a
+    :class:`SettlingApplier` settles every instance found as wanted (a migrated guest's VFs).
     A failure on one instance does not stop the others (``failed``).
     """
     wanted = {i.id: Plugged.of(i) for i in desired}
-    found = applier.found()
+    arriving = set(incoming) - set(wanted)
+    found = {k: p for k, p in applier.found().items() if k not in arriving}
     failed: list[str] = []
+    _settle(applier, found, wanted, failed)
     changed = _in_place(applier, found, wanted)
     updated = []
     for old, new in changed:
@@ -344,6 +370,8 @@ class AgentConfig:
     full_rescan_every: int = 60
     #: Neutron's physical_device_mappings / exclude_devices (None: spec tags only)
     mappings: AgentMappings | None = None
+    #: the URI other hosts' agents migrate guests to (registered with the controller)
+    hypervisor_uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,8 +384,19 @@ class CycleResult:
     reconciled: Reconciliation = Reconciliation()
 
 
+class Migrations(Protocol):
+    """Runs a live migration from this host (:class:`~pcifleet.host.migrator.Migrator`)."""
+
+    def run(self, instance: DesiredInstanceOut) -> MigrationOutcome: ...
+
+
 class Agent:
-    """One host's agent over a client (socket or in-process) and a sysfs rescanner."""
+    """One host's agent over a client (socket or in-process) and a sysfs rescanner.
+
+    With ``migrations``, the live migrations the desired state assigns to this host (as the
+    source) are run before the reconcile and reported complete or aborted; an instance that
+    left is not reconciled again here.
+    """
 
     def __init__(
         self,
@@ -365,11 +404,13 @@ class Agent:
         rescanner: Rescanner,
         config: AgentConfig,
         applier: Applier | None = None,
+        migrations: Migrations | None = None,
     ) -> None:
         self.client = client
         self.rescanner = rescanner
         self.config = config
         self.applier: Applier = applier if applier is not None else RecordingApplier()
+        self.migrations = migrations
         self.generation: int | None = None
         self.cycles = 0
         #: True until a report succeeds for the current scan (so a failed report is retried)
@@ -403,7 +444,7 @@ class Agent:
         return CycleResult(True, reported, beat, reconciled)
 
     def register(self) -> None:
-        registered = self.client.register_host(self.config.host)
+        registered = self.client.register_host(self.config.host, self.config.hypervisor_uri)
         self.generation = registered.inventory_generation
         log.info("registered host %s (inventory generation %d)", registered.name, self.generation)
 
@@ -462,9 +503,25 @@ class Agent:
             f"inventory report of {self.config.host!r} lost {REPORT_ATTEMPTS} races"
         )
 
+    def migrate(self, instance: DesiredInstanceOut) -> bool:
+        """Run the instance's migration and report it; True when the guest left this host."""
+        if self.migrations is None or instance.migration is None:
+            return False
+        outcome = self.migrations.run(instance)
+        try:
+            if outcome.completed:
+                self.client.complete_migration(instance.id)
+            else:
+                self.client.abort_migration(instance.id, outcome.reason or "aborted")
+        except PcifleetError as exc:
+            # retried next cycle: the executed migration is recognised, not run again
+            log.warning("migration of %s: report failed: %s", instance.id, exc)
+        return outcome.completed
+
     def reconcile(self) -> Reconciliation:
         desired = self.client.desired_state(self.config.host)
-        done = reconcile(self.applier, desired.instances)
+        staying = [i for i in desired.instances if not self.migrate(i)]
+        done = reconcile(self.applier, staying, desired.incoming)
         if done.plugged or done.unplugged or done.updated:
             log.info(
                 "reconciled: plugged %s unplugged %s updated %s",

@@ -193,10 +193,18 @@ def domain_spec(instance: DesiredInstanceOut, items: Iterable[Item]) -> DomainSp
 
 
 def with_metadata(
-    root: Element, plugged: Plugged, vfs: Iterable[VfBinding], snapshots: Snapshots | None = None
+    root: Element,
+    plugged: Plugged,
+    vfs: Iterable[VfBinding],
+    snapshots: Snapshots | None = None,
+    *,
+    pending: bool = False,
 ) -> Element:
     """``root`` with ``<metadata><pcifleet:instance>`` naming what the agent plugged, each VF
-    with its pre-plug snapshot (``<pcifleet:snapshot>``) when ``snapshots`` has one."""
+    with its pre-plug snapshot (``<pcifleet:snapshot>``) when ``snapshots`` has one.
+
+    ``pending``: the VFs are not configured yet (a domain migrated in: the destination's
+    agent configures them when it adopts the domain, see :meth:`HostApplier.settle`)."""
     metadata = etree.SubElement(root, "metadata")
     instance = etree.SubElement(
         metadata, f"{_M}instance", nsmap={"pcifleet": METADATA_NS}, id=plugged.instance_id
@@ -210,6 +218,8 @@ def with_metadata(
         element = etree.SubElement(
             instance, f"{_M}vf", port=vf.port_id, pf=vf.pf_ifname, index=str(vf.vf_index)
         )
+        if pending:
+            element.set("pending", "true")
         snapshot = (snapshots or {}).get((vf.pf_ifname, vf.vf_index))
         if snapshot is not None:
             etree.SubElement(element, f"{_M}snapshot", snapshot_attributes(snapshot))
@@ -222,6 +232,8 @@ class FoundDomain:
     vfs: tuple[tuple[str, int], ...]
     #: (PF netdev, snapshot) of the VFs whose pre-plug state the metadata kept
     snapshots: tuple[tuple[str, VfState], ...] = ()
+    #: VFs not configured yet (the domain migrated in; :meth:`HostApplier.settle` does it)
+    pending: tuple[tuple[str, int], ...] = ()
 
 
 def _snapshot_of(element: Element, pf: str, index: int) -> VfState | None:
@@ -254,13 +266,16 @@ def read_metadata(xml: str) -> FoundDomain | None:
     )
     vfs: list[tuple[str, int]] = []
     snapshots: list[tuple[str, VfState]] = []
+    pending: list[tuple[str, int]] = []
     for element in instance.iterfind(f"{_M}vf"):
         pf, index = str(element.get("pf")), int(str(element.get("index")))
         vfs.append((pf, index))
+        if element.get("pending") == "true":
+            pending.append((pf, index))
         snapshot = _snapshot_of(element, pf, index)
         if snapshot is not None:
             snapshots.append((pf, snapshot))
-    return FoundDomain(plugged, tuple(vfs), tuple(snapshots))
+    return FoundDomain(plugged, tuple(vfs), tuple(snapshots), tuple(pending))
 
 
 # --- the applier ------------------------------------------------------------------------------
@@ -288,6 +303,8 @@ class HostApplier:
         #: what this process plugged, with the desired state (for hot plug's old fragments);
         #: used only while the hypervisor's domain still says the same
         self._plugged: dict[str, Plugged] = {}
+        #: VFs of domains that migrated in and still need configuring, per instance id
+        self._pending: dict[str, tuple[tuple[str, int], ...]] = {}
 
     # -- found -----------------------------------------------------------------------------
 
@@ -305,6 +322,8 @@ class HostApplier:
             plugged[key] = cached if cached == domain.plugged else domain.plugged
             self._vfs.setdefault(domain.plugged.instance_id, domain.vfs)
             self._adopt(key, domain.snapshots)
+            if domain.pending:
+                self._pending[key] = domain.pending
         return plugged
 
     def _adopt(self, instance_id: str, snapshots: Iterable[tuple[str, VfState]]) -> None:
@@ -414,6 +433,45 @@ class HostApplier:
         self._plugged.pop(instance.instance_id, None)
         log.info("unplugged instance %s (%s)", instance.instance_id, instance.name)
 
+    # -- migration ---------------------------------------------------------------------------
+
+    def settle(self, instance: Plugged) -> None:
+        """Finish adopting a domain that migrated in: configure its pending VFs (each
+        snapshotted first, so a later unplug restores the destination's own state) and
+        redefine the domain with the snapshots in its metadata. Nothing to do otherwise."""
+        pending = set(self._pending.get(instance.instance_id, ()))
+        if not pending or instance.desired is None:
+            return
+        _, spec, vfs = self._prepare(instance)
+        try:
+            for vf in vfs:
+                if (vf.pf_ifname, vf.vf_index) in pending:
+                    self.vf_manager.configure(vf.pf_ifname, vf.vf_index, vf.settings)
+            xml = to_string(with_metadata(self.render(spec), instance, vfs, self._snapshots(vfs)))
+            self.hypervisor.define(xml)
+        except PcifleetError as exc:
+            raise _failed(instance.instance_id, "settle", exc) from exc
+        self._pending.pop(instance.instance_id, None)
+        self._vfs[instance.instance_id] = tuple((v.pf_ifname, v.vf_index) for v in vfs)
+        self._plugged[instance.instance_id] = instance
+        log.info("adopted migrated instance %s: configured VFs %s", instance.instance_id, pending)
+
+    def migrated_out(self, instance: DesiredInstanceOut) -> None:
+        """The guest left this host: restore the VFs its ports held here (the snapshots
+        this process took or adopted; a VF without one is left as it is) and forget it."""
+        held = set(self._vfs.pop(instance.id, ()))
+        held |= {(b.pf_ifname, b.vf_index) for b in map(_binding_or_none, instance.ports) if b}
+        for pf, index in sorted(held):
+            try:
+                self.vf_manager.release(pf, index)
+            except PcifleetError as exc:
+                log.error(
+                    "instance %s left: VF %s/%d not restored: %s", instance.id, pf, index, exc
+                )
+        self._plugged.pop(instance.id, None)
+        self._pending.pop(instance.id, None)
+        log.info("instance %s migrated away: released VFs %s", instance.id, sorted(held))
+
     # -- hot plug ----------------------------------------------------------------------------
 
     def update(self, old: Plugged, new: Plugged) -> None:
@@ -467,6 +525,13 @@ class HostApplier:
             if vf is not None:
                 self.vf_manager.release(vf.pf_ifname, vf.vf_index)
         log.info("hot unplugged %s from %s", _describe(item), domain)
+
+
+def _binding_or_none(port: DesiredPortOut) -> VfBinding | None:
+    try:
+        return vf_binding(port)
+    except PcifleetError:
+        return None
 
 
 def spec_source(instance: Plugged) -> DesiredInstanceOut:

@@ -122,6 +122,9 @@ class HostRow(Timestamps, Base):
     cpu_allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
     #: physical network -> PF netdev / address mapping (networking fills it)
     physnets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the libvirt URI other hosts reach this one's hypervisor at (live migration target);
+    #: None until an agent registers with one
+    hypervisor_uri: Mapped[str | None] = mapped_column(Text, default=None)
 
     __table_args__ = (Index(None, "state"),)
 

@@ -227,21 +227,27 @@ class InventoryService:
 
     # -- hosts --
 
-    def register_host(self, name: str) -> HostRecord:
-        """The host called ``name``, created on first registration (idempotent, race-safe)."""
+    def register_host(self, name: str, hypervisor_uri: str | None = None) -> HostRecord:
+        """The host called ``name``, created on first registration (idempotent, race-safe);
+        ``hypervisor_uri`` (where live migrations reach it) is stored when given."""
         _check_host_name(name)
         now = self._clock()
         for _ in range(2):
             try:
                 with self._transaction() as session:
-                    return self._register(session, name, now)
+                    return self._register(session, name, now, hypervisor_uri)
             except sqlalchemy.exc.IntegrityError:
                 continue  # another controller registered it first: read theirs
         with self._transaction() as session:
             return host_record(find_host(session, name))
 
-    def _register(self, session: Session, name: str, now: dt.datetime) -> HostRecord:
+    def _register(
+        self, session: Session, name: str, now: dt.datetime, hypervisor_uri: str | None = None
+    ) -> HostRecord:
         row = session.scalars(select(HostRow).where(HostRow.name == name)).one_or_none()
+        if row is not None and hypervisor_uri is not None and row.hypervisor_uri != hypervisor_uri:
+            row.hypervisor_uri = hypervisor_uri
+            session.flush()
         if row is None:
             row = HostRow(
                 id=str(uuid.uuid4()),
@@ -252,6 +258,7 @@ class InventoryService:
                 last_heartbeat=now,
                 cells=[],
                 physnets={},
+                hypervisor_uri=hypervisor_uri,
                 created_at=now,
                 updated_at=now,
             )

@@ -341,7 +341,10 @@ class FakeHypervisor:
         del self._domains[name]
 
     def receive(self, info: DomainInfo, xml: str, *, persist: bool) -> None:
-        """The destination side of :meth:`migrate`: the domain arrives running."""
+        """The destination side of :meth:`migrate`: the domain arrives running. Recorded as a
+        ``define`` on the destination (libvirt defines the incoming domain there), so a test
+        can make the destination refuse it with ``fail(Operation.DEFINE)``."""
+        self._record(Call(Operation.DEFINE, info.name, xml))
         root = _parse(xml, info.name, Operation.MIGRATE)
         name, uuid = _identity(root)
         if name in self._domains:

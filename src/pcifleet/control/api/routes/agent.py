@@ -11,14 +11,21 @@ from collections.abc import Mapping
 
 from pcifleet.control.api.auth import Ctx
 from pcifleet.control.api.routes.hosts import HostRef
+from pcifleet.control.api.routes.migrations import plan_out
 from pcifleet.control.api.schemas.agent import (
     DesiredCellOut,
     DesiredDeviceOut,
     DesiredInstanceOut,
+    DesiredMigrationOut,
     DesiredPortOut,
     DesiredStateOut,
 )
-from pcifleet.control.services.desired import DesiredInstance, DeviceFacts, desired_for_host
+from pcifleet.control.services.desired import (
+    DesiredInstance,
+    DeviceFacts,
+    OutgoingMigration,
+    desired_for_host,
+)
 from pcifleet.control.services.networks import PortRecord
 from pcifleet.domain.device import DeviceType
 from pcifleet.domain.request import RequesterKind
@@ -44,9 +51,10 @@ def _devices(desired: DesiredInstance, facts: Facts) -> list[DesiredDeviceOut]:
     return out
 
 
-def _port_device(desired: DesiredInstance, port: PortRecord) -> str | None:
-    """The address claimed for the port (its binding's ``pci_slot``, else its request's)."""
-    slot = port.binding.profile.get("pci_slot") if port.binding else None
+def _port_device(desired: DesiredInstance, port: PortRecord, bound: bool = True) -> str | None:
+    """The address claimed for the port (its binding's ``pci_slot``, else its request's;
+    ``bound`` False: the request's only, as on a migration's destination)."""
+    slot = port.binding.profile.get("pci_slot") if port.binding and bound else None
     if isinstance(slot, str):
         return slot
     for chosen in desired.record.devices:
@@ -80,8 +88,10 @@ def _location(address: str | None, facts: Facts) -> dict[str, object]:
     }
 
 
-def _port(desired: DesiredInstance, port: PortRecord, facts: Facts) -> DesiredPortOut:
-    address = _port_device(desired, port)
+def _port(
+    desired: DesiredInstance, port: PortRecord, facts: Facts, bound: bool = True
+) -> DesiredPortOut:
+    address = _port_device(desired, port, bound)
     device = None if address is None else facts.get(address)
     profile = port.binding.profile if port.binding else {}
     physnet = profile.get("physical_network")
@@ -105,7 +115,25 @@ def _port(desired: DesiredInstance, port: PortRecord, facts: Facts) -> DesiredPo
     )
 
 
-def _instance(desired: DesiredInstance, facts: Facts) -> DesiredInstanceOut:
+def _migration(outgoing: OutgoingMigration) -> DesiredMigrationOut:
+    """The migration for the source agent: the instance as it will be on the destination
+    (its ports located on the destination's VFs, not on the source binding's)."""
+    return DesiredMigrationOut(
+        id=outgoing.id,
+        destination_host=outgoing.destination_host,
+        destination_uri=outgoing.destination_uri,
+        plan=plan_out(outgoing.plan),
+        destination=_instance(outgoing.destination, outgoing.devices, bound=False),
+    )
+
+
+def _instance(
+    desired: DesiredInstance,
+    facts: Facts,
+    outgoing: OutgoingMigration | None = None,
+    *,
+    bound: bool = True,
+) -> DesiredInstanceOut:
     record = desired.record
     cells = record.placement.cells if record.placement else ()
     return DesiredInstanceOut(
@@ -126,7 +154,8 @@ def _instance(desired: DesiredInstance, facts: Facts) -> DesiredInstanceOut:
             )
             for c in cells
         ],
-        ports=[_port(desired, p, facts) for p in desired.ports],
+        ports=[_port(desired, p, facts, bound) for p in desired.ports],
+        migration=None if outgoing is None else _migration(outgoing),
     )
 
 
@@ -135,5 +164,9 @@ def desired(ctx: Ctx, host: HostRef) -> DesiredStateOut:
     ctx.who.require_host(host, "reading the desired state")
     found = desired_for_host(ctx.services.sessions, host)
     return DesiredStateOut(
-        host=found.host, instances=[_instance(i, found.devices) for i in found.instances]
+        host=found.host,
+        instances=[
+            _instance(i, found.devices, found.outgoing.get(i.record.id)) for i in found.instances
+        ],
+        incoming=list(found.incoming),
     )

@@ -147,7 +147,8 @@ def show(ctx: Ctx, host: HostRef) -> HostDetailOut:
 def register(ctx: Ctx, body: HostRegister) -> HostOut:
     """Register a host by name (idempotent; admin, or the host's own agent)."""
     ctx.who.require_host(body.name, "registration")
-    return HostOut.model_validate(_host(ctx.services.inventory.register_host(body.name)))
+    registered = ctx.services.inventory.register_host(body.name, body.hypervisor_uri)
+    return HostOut.model_validate(_host(registered))
 
 
 def report(ctx: Ctx, host: HostRef, body: InventoryIn) -> ReportOut:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from pcifleet.control.api.schemas.common import Out
+from pcifleet.control.api.schemas.migrations import PlanOut
 
 
 class DesiredDeviceOut(Out):
@@ -78,6 +79,21 @@ class DesiredInstanceOut(Out):
     #: guest NUMA nodes; empty when the guest floats over the host's cells
     cells: list[DesiredCellOut] = Field(default_factory=list)
     ports: list[DesiredPortOut] = Field(default_factory=list)
+    #: the live migration in flight from this host (the source agent runs it), else None
+    migration: DesiredMigrationOut | None = None
+
+
+class DesiredMigrationOut(Out):
+    """A live migration the source host's agent runs: where to, the plan with the
+    destination devices, and the instance as it will be on the destination (its devices and
+    ports located on the destination's PFs and VFs, with their VF settings)."""
+
+    id: str
+    destination_host: str
+    #: the destination's hypervisor URI as its agent registered it (None: unknown)
+    destination_uri: str | None = None
+    plan: PlanOut
+    destination: DesiredInstanceOut
 
 
 class DesiredStateOut(Out):
@@ -85,3 +101,9 @@ class DesiredStateOut(Out):
 
     host: str
     instances: list[DesiredInstanceOut]
+    #: instances migrating TO this host: their domains may appear here before the migration
+    #: completes, and the agent must leave them alone until then
+    incoming: list[str] = Field(default_factory=list)
+
+
+DesiredInstanceOut.model_rebuild()

@@ -20,6 +20,9 @@ _CPU = Annotated[int, Field(ge=0, le=65535)]
 
 class HostRegister(Strict):
     name: HostName
+    #: the libvirt URI other hosts migrate guests to (e.g. ``qemu+tls://h2/system``); None
+    #: keeps what is stored
+    hypervisor_uri: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
 
 
 class HostUpdate(Strict):
