@@ -36,6 +36,7 @@ from pcifleet.domain.spec import SpecList, parse_spec_list
 from pcifleet.host.agent import Agent, AgentConfig
 from pcifleet.host.hypervisor import DEFAULT_URI, HypervisorDriver, LibvirtDriver
 from pcifleet.host.hypervisor.fake_file import fake_hypervisor, fake_state_path
+from pcifleet.host.migrator import Migrator
 from pcifleet.host.plugger import HostApplier
 from pcifleet.host.qualify import load_spec_file
 from pcifleet.host.rescan import Rescanner
@@ -75,6 +76,19 @@ def _mappings(physical_device_mappings: str, exclude_devices: str) -> AgentMappi
     except PcifleetError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _reachable(uri: str) -> str | None:
+    """The hypervisor URI as other hosts can use it: a remote (``qemu+ssh://...``) or
+    file-backed fake URI as is; a local one (``qemu:///system``, in-memory ``fake://``) is not
+    reachable from elsewhere, so nothing is registered (migrations here are then refused)."""
+    scheme = uri.split(":", 1)[0]
+    if "+" in scheme:
+        return uri
+    try:
+        return uri if scheme == "fake" and fake_state_path(uri) is not None else None
+    except PcifleetError:
+        return None  # a malformed fake URI: --hypervisor-uri reports it
 
 
 def _hypervisor(uri: str) -> HypervisorDriver:
@@ -169,6 +183,13 @@ def agent(
     exclude_devices: Annotated[
         str, typer.Option(help="Neutron's ifname:addr;addr list of VFs held out of use.")
     ] = "",
+    migration_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="URI other hosts migrate guests to, e.g. qemu+tls://HOST/system (default: "
+            "--hypervisor-uri when it is a fake:///PATH or remote URI)."
+        ),
+    ] = None,
 ) -> None:
     """Run the host agent: register, scan, report, heartbeat, apply the desired state."""
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format=LOG_FORMAT)
@@ -177,6 +198,7 @@ def agent(
         specs=_specs(spec),
         interval=interval,
         mappings=_mappings(physical_device_mappings, exclude_devices),
+        hypervisor_uri=migration_uri or _reachable(hypervisor_uri),
     )
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -184,5 +206,6 @@ def agent(
     vfs = VfManager(_configurator(vf_configurator, rescanner))
     applier = HostApplier(vfs, _hypervisor(hypervisor_uri))
     with PcifleetClient(controller, token, timeout=10) as client:
-        code = Agent(client, rescanner, config, applier).run(stop, once=once)
+        agent = Agent(client, rescanner, config, applier, Migrator(applier))
+        code = agent.run(stop, once=once)
     raise typer.Exit(code)

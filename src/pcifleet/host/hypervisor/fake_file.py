@@ -7,11 +7,18 @@ subclass reads its domains from ``path`` when it starts and writes them back (at
 through a temporary file and ``os.replace``) after every call that changes them, so a killed
 agent leaves a consistent file behind. ``pcifleet agent --hypervisor-uri fake:///PATH`` selects
 it; ``fake://`` and ``fake:///`` stay in memory.
+
+Another process may change the file too: a source agent migrating a guest here opens this
+host's file as its destination peer and writes the arriving domain into it. So every call
+re-reads the file first and holds an exclusive ``flock`` on ``PATH.lock`` from the read to
+the write: a migration's domain leaves the source's file and appears in the destination's,
+and neither agent overwrites the other's change with a stale copy.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -22,7 +29,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from pcifleet.domain.errors import InvalidInput
-from pcifleet.host.hypervisor.driver import DomainInfo, MigrateOptions
+from pcifleet.host.hypervisor.driver import DomainInfo, DomainState, MigrateOptions
 from pcifleet.host.hypervisor.fake import (
     _PARSER,
     AttachedDevice,
@@ -126,15 +133,42 @@ class FileBackedFakeHypervisor(FakeHypervisor):
     def __init__(self, path: Path, uri: str | None = None) -> None:
         super().__init__(uri or f"{FAKE_SCHEME}://{path}")
         self.path = path
-        if path.exists():
-            domains = read_json(path).get("domains", [])
-            for item in _strings(domains, path):
-                if not isinstance(item, dict):
-                    raise InvalidInput(
-                        f"{path}: expected domain objects", field="domains", rule="format"
-                    )
-                domain = _from_json(item, path)
-                self._domains[domain.name] = domain
+        self._depth = 0
+        self._load()
+
+    def _load(self) -> None:
+        """Replace the domains in memory with the file's (another process may have written)."""
+        if not self.path.exists():
+            return
+        loaded = {}
+        for item in _strings(read_json(self.path).get("domains", []), self.path):
+            if not isinstance(item, dict):
+                raise InvalidInput(
+                    f"{self.path}: expected domain objects", field="domains", rule="format"
+                )
+            domain = _from_json(item, self.path)
+            loaded[domain.name] = domain
+        self._domains = loaded
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The file locked and re-read for one call (re-entrant: migrate calls receive)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self.path.with_name(f"{self.path.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._depth = 1
+            try:
+                self._load()
+                yield
+            finally:
+                self._depth = 0
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def save(self) -> None:
         """Write the domains to the state file now."""
@@ -143,11 +177,33 @@ class FileBackedFakeHypervisor(FakeHypervisor):
 
     @contextlib.contextmanager
     def _saving(self) -> Iterator[None]:
-        """Save after the call, failed or not (a failed call may have changed something)."""
-        try:
-            yield
-        finally:
-            self.save()
+        """Re-read before the call and save after it, failed or not (a failed call may have
+        changed something), under the file lock."""
+        with self._locked():
+            try:
+                yield
+            finally:
+                self.save()
+
+    def devices(self, name: str, *, live: bool = True) -> tuple[AttachedDevice, ...]:
+        with self._locked():
+            return super().devices(name, live=live)
+
+    def xml(self, name: str) -> str:
+        with self._locked():
+            return super().xml(name)
+
+    def state(self, name: str) -> DomainState:
+        with self._locked():
+            return super().state(name)
+
+    def info(self, name: str) -> DomainInfo:
+        with self._locked():
+            return super().info(name)
+
+    def list_domains(self) -> tuple[DomainInfo, ...]:
+        with self._locked():
+            return super().list_domains()
 
     def define(self, xml: str) -> str:
         with self._saving():
