@@ -1,48 +1,45 @@
 """``pcifleet instance xml ID [--device ADDRESS]``: the libvirt domain of a placed instance.
 
-The instance (host cells, pinned CPUs, huge pages, devices per request) and the details of its
-devices (tags, type) come from the controller through the client; the XML is what the agent
-would define, rendered by :mod:`pcifleet.host.libvirt`. Flavor devices become ``<hostdev>``
-(``managed`` from the device's tags); devices claimed for a port become a direct VF
-interface, or a whole-function ``<hostdev>`` for a PF or plain PCI device. With ``--device`` only
-that device's fragment is printed (what hot plug would attach).
+The XML is rendered from the same input and with the same functions the agent uses to define
+the domain: the controller's desired state of the instance's host (``GET
+/v1/hosts/{host}/desired``, what the agent plugs) through :mod:`pcifleet.host.plugger`. So
+ports come out as the agent defines them: ``direct`` as ``<interface type='hostdev'>`` with the
+port's MAC and VLAN, ``macvtap`` as ``<interface type='direct' mode='passthrough'>`` on the VF's
+netdev with MAC and VLAN, ``direct-physical`` as a ``<hostdev>`` of the PF; flavor devices as
+``<hostdev>`` (``managed`` from the device's tags). The ``<metadata>`` names the instance, its
+devices, ports and the VFs the agent configures, as the agent writes it (without the VFs'
+pre-plug snapshots, which only the host knows).
 
-The domain is named ``pcifleet-<instance id>``: instance names are only unique per project,
-and libvirt refuses two domains with one name on a host.
+``--device ADDRESS`` prints one fragment (what hot plug would attach): the flavor device at
+that address, or the port whose claimed device (VF, or PF of a ``direct-physical`` port) it is.
+
+The desired state is an operator's view: it needs an admin token (or the host's agent).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 import typer
 
 from pcifleet.cli.connect import DEFAULT_URL, ClientFactory, Token, Url
 from pcifleet.cli.output import Output
 from pcifleet.client import PcifleetClient
-from pcifleet.control.api.schemas.devices import DeviceOut
-from pcifleet.control.api.schemas.instances import CellOut, InstanceOut
+from pcifleet.control.api.schemas.agent import DesiredInstanceOut
 from pcifleet.domain.address import PciAddress
-from pcifleet.domain.device import DeviceType
 from pcifleet.domain.errors import Conflict, NotFound, PcifleetError
-from pcifleet.domain.placement import CellPlacement, Placement
-from pcifleet.domain.vnic import VnicType
-from pcifleet.host.libvirt import (
-    DomainSpec,
-    GuestDevice,
-    GuestPort,
-    render_device,
-    render_domain,
-    to_string,
-)
+from pcifleet.host.agent import Plugged
+from pcifleet.host.libvirt import render_device, render_domain, to_string
+from pcifleet.host.libvirt.devices import Element
+from pcifleet.host.plugger import Item, domain_spec, guest_items, vf_binding, with_metadata
 
 Device = Annotated[
     str | None,
-    typer.Option("--device", help="Print only this device's fragment (PCI address)."),
+    typer.Option(
+        "--device",
+        help="Print only this device's fragment (PCI address; for a port, its VF or PF).",
+    ),
 ]
-#: device types a port gets as a whole function rather than as a VF interface
-_WHOLE_FUNCTION = frozenset({DeviceType.PF, DeviceType.PCI})
 
 
 def register(app: typer.Typer) -> None:
@@ -53,82 +50,57 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="instance")
 
 
-def domain_name(instance_id: str) -> str:
-    return f"pcifleet-{instance_id}"
-
-
-def _cell(cell: CellOut) -> CellPlacement:
-    return CellPlacement(
-        guest_node=cell.guest_node,
-        host_cell=cell.host_cell,
-        vcpus=cell.vcpus,
-        memory_mb=cell.memory_mb,
-        pinned_cpus=frozenset(cell.pinned_cpus),
-        hugepage_size_kb=cell.hugepage_size_kb,
-        hugepages=cell.hugepages,
-    )
-
-
-def placement_of(vm: InstanceOut) -> Placement:
-    """The scheduler's placement as the API reports it."""
+def desired_instance(client: PcifleetClient, instance_id: str) -> DesiredInstanceOut:
+    """The instance as its host's agent receives it."""
+    vm = client.show_instance(instance_id)
     if vm.host is None:
         raise Conflict(f"instance {vm.id} is {vm.state} and has no placement", field="state")
-    cells = tuple(_cell(c) for c in vm.cells)
-    return Placement(
-        instance_id=vm.id,
-        cells=cells,
-        devices=tuple(tuple(PciAddress.parse(a) for a in r.devices) for r in vm.requests),
-        floating_vcpus=0 if cells else vm.vcpus,
-        floating_memory_mb=0 if cells else vm.memory_mb,
+    for desired in client.desired_state(vm.host).instances:
+        if desired.id == vm.id:
+            return desired
+    raise Conflict(
+        f"instance {vm.id} is {vm.state} and not in the desired state of host {vm.host}",
+        field="state",
     )
 
 
-def guest_item(requester_kind: str, device: DeviceOut) -> GuestDevice | GuestPort:
-    """A flavor device as a hostdev; a port's device as a direct VF or a whole function."""
-    address = PciAddress.parse(device.address)
-    if requester_kind != "port":
-        return GuestDevice.from_tags(address, device.tags)
-    managed = device.tags.get("managed", "true").strip().lower() == "true"
-    vnic = VnicType.DIRECT_PHYSICAL if device.dev_type in _WHOLE_FUNCTION else VnicType.DIRECT
-    return GuestPort(vnic, address=address, managed=managed)
+def domain_xml(desired: DesiredInstanceOut) -> Element:
+    """The domain the agent defines for ``desired`` (see :meth:`HostApplier.plug`)."""
+    spec = domain_spec(desired, guest_items(desired).values())
+    vfs = [b for b in map(vf_binding, desired.ports) if b is not None]
+    return with_metadata(render_domain(spec), Plugged.of(desired), vfs)
 
 
-def guest_items(
-    vm: InstanceOut, devices: dict[str, DeviceOut]
-) -> dict[str, GuestDevice | GuestPort]:
-    """Every device of the instance by address, in request order."""
-    items: dict[str, GuestDevice | GuestPort] = {}
-    for request in vm.requests:
-        for address in request.devices:
-            canonical = str(PciAddress.parse(address))
-            device = devices.get(canonical)
-            if device is None:
-                raise NotFound(f"device {address} of instance {vm.id} is not in the inventory")
-            items[canonical] = guest_item(request.requester_kind, device)
-    return items
+def items_by_address(desired: DesiredInstanceOut) -> dict[str, Item]:
+    """Every device and port of the instance by the address of the device it holds (a
+    port's: its VF, or its PF for ``direct-physical``)."""
+    items = guest_items(desired)
+    found: dict[str, Item] = {}
+    for device in desired.devices:
+        address = str(PciAddress.parse(device.address))
+        key = device.requester if device.requester_kind == "port" else address
+        if key in items:
+            found[address] = items[key]
+    for port in desired.ports:
+        held = port.vf_address or port.pf_address
+        if held is not None:
+            found[str(PciAddress.parse(held))] = items[port.id]
+    return found
 
 
-def domain_spec(vm: InstanceOut, items: dict[str, GuestDevice | GuestPort]) -> DomainSpec:
-    return DomainSpec.from_placement(
-        domain_name(vm.id),
-        UUID(vm.id),
-        placement_of(vm),
-        devices=tuple(i for i in items.values() if isinstance(i, GuestDevice)),
-        ports=tuple(i for i in items.values() if isinstance(i, GuestPort)),
-    )
+def device_xml(desired: DesiredInstanceOut, device: str) -> Element:
+    """The fragment of the device or port holding ``device`` (a PCI address)."""
+    item = items_by_address(desired).get(str(PciAddress.parse(device)))
+    if item is None:
+        raise NotFound(f"instance {desired.id} has no device {device}", field="device")
+    return render_device(item)
 
 
 def render_xml(client: PcifleetClient, instance_id: str, device: str | None) -> str:
-    vm = client.show_instance(instance_id)
-    found = client.list_devices(instance_id=vm.id)
-    by_address = {str(PciAddress.parse(d.address)): d for d in found}
-    items = guest_items(vm, by_address)
+    desired = desired_instance(client, instance_id)
     if device is None:
-        return to_string(render_domain(domain_spec(vm, items)))
-    item = items.get(str(PciAddress.parse(device)))
-    if item is None:
-        raise NotFound(f"instance {vm.id} has no device {device}", field="device")
-    return to_string(render_device(item))
+        return to_string(domain_xml(desired))
+    return to_string(device_xml(desired, device))
 
 
 def xml_command(
@@ -138,7 +110,8 @@ def xml_command(
     url: Url = DEFAULT_URL,
     token: Token = None,
 ) -> None:
-    """Print the libvirt domain XML of an instance, or one device's fragment."""
+    """Print the libvirt domain XML of an instance (as its agent defines it), or one
+    device's or port's fragment."""
     found = ctx.find_object(ClientFactory)
     factory = found if isinstance(found, ClientFactory) else ClientFactory(PcifleetClient)
     out = Output()
