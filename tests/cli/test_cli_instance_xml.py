@@ -256,6 +256,28 @@ def test_direct_and_macvtap_ports_carry_mac_and_vlan(nics: Cli, tmp_path: Path) 
     assert sorted((v.get("port"), v.get("pf")) for v in vfs) == sorted(
         (p["id"], "ens1f0") for p in (direct, macvtap)
     )
+    back = libvirt_readback(out)
+    assert sorted(m.get("address") for m in back.iterfind("devices/interface/mac")) == sorted(
+        p["mac_address"] for p in (direct, macvtap)
+    )
+    assert [t.get("id") for t in back.iterfind("devices/interface/vlan/tag")] == ["213", "213"]
+
+
+def libvirt_readback(text: str) -> etree._Element:
+    """The domain as libvirt's own parser (``test:///default``) defines and reads it back."""
+    libvirt = pytest.importorskip("libvirt")
+    if not hasattr(libvirt, "open"):
+        pytest.skip("libvirt-python is not installed; scripts/setup.sh installs it")
+    conn = libvirt.open("test:///default")
+    try:
+        domain = conn.defineXML(text)
+        try:
+            back: str = domain.XMLDesc(0)
+        finally:
+            domain.undefine()
+    finally:
+        conn.close()
+    return etree.fromstring(back.encode())
 
 
 def hostdev_addresses_of(element: etree._Element) -> str:
