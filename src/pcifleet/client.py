@@ -171,7 +171,7 @@ def error_from_response(response: httpx.Response) -> PcifleetError:
         pass
     cls = _by_code().get(code or "") or _BY_STATUS.get(response.status_code, PcifleetError)
     meta.update(code=code or cls.code, status=response.status_code)
-    return cls(detail, **meta)
+    return cls.rendered(detail, **meta)
 
 
 class BaseClient:

@@ -242,3 +242,16 @@ def test_error_classes_by_code_then_status(
     assert type(error) is kind
     assert error.fields["code"] == (code or kind.code)
     assert error.fields["status"] == response.status_code
+
+
+def test_a_decoded_error_keeps_the_servers_message_verbatim() -> None:
+    # InvalidVfSetting's template is "VF setting {field}: {detail}": the server already
+    # rendered it, so the client must not prefix it a second time
+    detail = "VF setting max_burst_kbps: 100 kbit/s cannot be enforced"
+    response = httpx.Response(
+        400,
+        json={"errors": [{"status": 400, "code": "pcifleet.vf.invalid_setting", "detail": detail}]},
+    )
+    error = error_from_response(response)
+    assert str(error) == detail
+    assert error.message == detail

@@ -60,7 +60,7 @@ the branch that fits. ``str(err)`` is the rendered message.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class PcifleetError(Exception):
@@ -78,6 +78,16 @@ class PcifleetError(Exception):
             message = detail or self.template
         self.message = message
         super().__init__(message)
+
+    @classmethod
+    def rendered(cls, message: str, /, **fields: Any) -> Self:
+        """The error with a message that is already rendered, e.g. decoded from an API error
+        document: the template is not applied a second time."""
+        error = cls.__new__(cls)
+        error.fields = {"detail": message, **fields}
+        error.message = message
+        Exception.__init__(error, message)
+        return error
 
     @property
     def title(self) -> str:
