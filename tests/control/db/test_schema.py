@@ -22,14 +22,14 @@ def test_migrated_schema_matches_models(engine: Engine) -> None:
 
 
 def test_migrations_reach_head_and_create_every_table(engine: Engine) -> None:
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
 
 
 def test_migrate_twice_is_a_no_op(engine: Engine) -> None:
     migrate(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:

@@ -254,6 +254,9 @@ class InstanceRow(Timestamps, Base):
     requests: Mapped[list[Any]] = mapped_column(default=list)
     generation: Mapped[int] = mapped_column(Integer, default=0)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    #: the host generation the scheduler's last claim or free of this guest moved its host to
+    #: (other processes replay these to catch their host views up, see scheduler.delta)
+    host_generation: Mapped[int | None] = mapped_column(Integer, default=None)
 
     __table_args__ = (
         Index(None, "project"),

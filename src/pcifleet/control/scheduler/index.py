@@ -36,6 +36,7 @@ from typing import Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pcifleet.control.scheduler.delta import catch_up_views
 from pcifleet.control.scheduler.hostload import (
     HostHead,
     LoadedHost,
@@ -389,10 +390,38 @@ class CandidateIndex:
         it will never use.
         """
         changed = self._mark(read_heads(session))
-        for head in changed[: self.refresh_batch if reload else 0]:
+        done = self.replay(session, changed)
+        left = [head for head in changed if head.id not in done]
+        for head in left[: self.refresh_batch if reload else 0]:
             loaded = load_host(session, head)
             self.update(loaded.head, loaded.view)
         return len(changed)
+
+    def replay(self, session: Session, heads: Sequence[HostHead]) -> set[str]:
+        """Catch cached views up to ``heads`` by replaying other processes' claims and frees
+        (:mod:`~pcifleet.control.scheduler.delta`, one query); returns the hosts caught up,
+        already recorded. Hosts without a cached view, or whose changes cannot be replayed,
+        are left to a reload."""
+        wanted = {head.id: head for head in heads}
+        with self._lock:
+            cached = [(i, self._cache.get(i)) for i in wanted]
+        stale = [
+            (host_id, entry.generation, wanted[host_id].generation, entry.view)
+            for host_id, entry in cached
+            if entry is not None and entry.generation < wanted[host_id].generation
+        ]
+        done = catch_up_views(session, stale)
+        for host_id, view in done.items():
+            self.update(wanted[host_id], view)
+        return set(done)
+
+    def caught_up_view(self, session: Session, head: HostHead) -> HostState | None:
+        """The host's view at ``head.generation``: cached, or replayed from an older cached
+        one (recorded); None when only a reload can tell."""
+        view = self.cached_view(head.id, head.generation)
+        if view is None and self.replay(session, [head]):
+            view = self.cached_view(head.id, head.generation)
+        return view
 
     def _mark(self, heads: Sequence[HostHead]) -> list[HostHead]:
         """Mark hosts whose generation or liveness moved; returns the ones to reload."""

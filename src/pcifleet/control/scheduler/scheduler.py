@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pcifleet.control.db.repo import bump_generation, drop_released_vanished, try_bump_generation
 from pcifleet.control.scheduler.claim import device_changes, write_device_changes
+from pcifleet.control.scheduler.delta import record_event
 from pcifleet.control.scheduler.hostload import HostHead, load_host, read_head
 from pcifleet.control.scheduler.index import (
     DEFAULT_CACHE_SIZE,
@@ -381,6 +382,7 @@ class Scheduler:
         }
         changes = device_changes(view, after, placement.all_devices, request_ids)
         write_device_changes(session, head.id, changes)
+        record_event(session, placement.instance_id, generation)
         new_head = HostHead(head.id, head.name, generation, head.schedulable)
         return Claimed(new_head, placement, after, number)
 
@@ -391,7 +393,7 @@ class Scheduler:
         head = read_head(session, host_id)
         if head is None:
             return None
-        view = self.index.cached_view(host_id, head.generation)
+        view = self.index.caught_up_view(session, head)
         if view is None:
             view = load_host(session, head).view
             attempt.seen[host_id] = (head, view)
@@ -431,7 +433,9 @@ class Scheduler:
             finish(session)
             new_head = HostHead(head.id, head.name, generation, head.schedulable)
             if drop_released_vanished(session, head.id):
-                after = load_host(session, new_head).view
+                after = load_host(session, new_head).view  # rows went: not replayable
+            else:
+                record_event(session, instance_id, generation)
             return Claimed(new_head, placement, after, number)
 
         result = self._retrying(work, f"delete of instance {instance_id}")

@@ -297,7 +297,13 @@ class MigrationService:
             session.execute(
                 update(InstanceRow)
                 .where(InstanceRow.id == instance_id)
-                .values(host_id=row.dest_host_id, placement=row.placement, updated_at=now)
+                # the source's claim stamp means nothing on the destination (scheduler.delta)
+                .values(
+                    host_id=row.dest_host_id,
+                    placement=row.placement,
+                    host_generation=None,
+                    updated_at=now,
+                )
                 .execution_options(synchronize_session=False)
             )
             self._rebind(session, instance_id, row)
