@@ -18,6 +18,13 @@ The database stays the truth:
   reloads a bounded number of changed hosts per round (a claim reloads any host it touches
   anyway). A stale summary can only cost a fit on a host that turns out full, or one retry.
 
+Other processes' claims and frees are replayed on the cached views
+(:mod:`~pcifleet.control.scheduler.delta`), so catching up costs one query, not a reload per
+host. Once such a replay shows another process claims on the fleet, equally weighted hosts
+are ordered by this process's own permutation, and hosts another process changed lately are
+tried after the others (:meth:`CandidateIndex.is_foreign`): concurrent processes keep to
+different hosts instead of racing for the same best one.
+
 Built host views (:class:`~pcifleet.domain.hoststate.HostState`) are cached per host together
 with the generation they reflect, in an LRU bounded by ``cache_size``; a claim uses the
 cached view when the generation it reads in its transaction matches, and reloads the host
@@ -27,6 +34,7 @@ otherwise.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -56,6 +64,8 @@ DEFAULT_CACHE_SIZE: Final = 2048
 DEFAULT_REFRESH_INTERVAL_S: Final = 0.5
 #: hosts reloaded per catch-up round (the rest stay marked stale until a later round)
 DEFAULT_REFRESH_BATCH: Final = 32
+#: how long a host another process claimed on or freed counts as that process's (seconds)
+DEFAULT_FOREIGN_S: Final = 2.0
 
 Alternatives = tuple[DeviceMatch, ...]
 
@@ -115,6 +125,18 @@ class HostSummary:
     def free_in(self, usable: frozenset[int]) -> int:
         return sum(count for key, count in self.free if key in usable)
 
+    def has_room(self, request: InstanceRequest) -> bool:
+        """``shortfall(request) is None`` without building the reason (the scan's hot path)."""
+        nodes = request.guest_nodes
+        if nodes is not None and nodes > self.cells:
+            return False
+        if request.cpu_policy is CpuPolicy.DEDICATED:
+            if self.free_pinnable < request.vcpus:
+                return False
+        elif self.free_vcpus < request.vcpus:
+            return False
+        return request.hugepage_size_kb is not None or self.free_memory_mb >= request.memory_mb
+
     def shortfall(self, request: InstanceRequest) -> str | None:
         """Why the host cannot take the guest's vCPUs and memory (mirrors the fit's check)."""
         nodes = request.guest_nodes
@@ -165,6 +187,20 @@ class RequestFilter:
     @property
     def wants_devices(self) -> bool:
         return bool(self.request.device_requests)
+
+    def passes(self, host: HostSummary) -> bool:
+        """``reject(host) is None`` without building the outcome: a claim scans past many
+        full hosts (packed hosts come first) and needs no reasons for them."""
+        if not host.schedulable or not host.has_room(self.request):
+            return False
+        if host.stale:
+            return True
+        return all(
+            host.free_in(usable) >= device_request.count
+            for device_request, usable in zip(
+                self.request.device_requests, self.usable, strict=True
+            )
+        )
 
     def reject(self, host: HostSummary, weight: Weight = ()) -> HostOutcome | None:
         """The host's failure if the index can already tell, else None (worth a fit)."""
@@ -218,6 +254,13 @@ class CandidateIndex:
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _load_lock: threading.RLock = field(default_factory=threading.RLock)
     _last_refresh: float = float("-inf")
+    #: host id -> when another process's claim or free on it was last replayed
+    _foreign: dict[str, float] = field(default_factory=dict)
+    foreign_s: float = DEFAULT_FOREIGN_S
+    #: salt of the per-process order among equally weighted hosts (None: by name)
+    _affinity: str | None = None
+    #: the salt :meth:`replay` switches the affinity on with (None: never)
+    affinity_salt: str | None = None
     loaded: bool = False
     #: the throttled catch-up reloads changed hosts at once (else it only marks them stale)
     eager_reload: bool = True
@@ -239,6 +282,7 @@ class CandidateIndex:
                 self.clock,
                 self._registry,
             )
+            fresh._affinity = self._affinity
             with sessions() as session:
                 for loaded in load_fleet(session):
                     fresh._put(loaded.head, loaded.view, sort=False)
@@ -286,8 +330,9 @@ class CandidateIndex:
         host_id = summary.id
         self._hosts[host_id] = summary
         old = self._entries.get(host_id)
+        tie = self._tie(host_id)
         new = {
-            kind: (*self.weigher.weight(summary, kind), summary.name, host_id)
+            kind: (*self.weigher.weight(summary, kind), tie, summary.name, host_id)
             for kind in (True, False)
         }
         self._entries[host_id] = new
@@ -300,6 +345,37 @@ class CandidateIndex:
                 if at < len(entries) and entries[at] == old[kind]:
                     del entries[at]
             bisect.insort(entries, new[kind])
+
+    def _tie(self, host_id: str) -> str:
+        """The tie-break among equal weights: this process's own stable permutation once
+        another process is known to claim on the fleet, else none (the name decides)."""
+        if self._affinity is None:
+            return ""
+        return hashlib.blake2b(f"{self._affinity}/{host_id}".encode(), digest_size=8).hexdigest()
+
+    def use_affinity(self, salt: str) -> None:
+        """Order equally weighted hosts by a permutation of ``salt`` (one per process), so
+        that concurrent processes open different hosts instead of racing for the same."""
+        with self._lock:
+            if self._affinity is not None:
+                return
+            self._affinity = salt
+            for entries in self._order.values():
+                entries.clear()
+            for summary in list(self._hosts.values()):
+                self._set_summary(summary, sort=False)
+            for entries in self._order.values():
+                entries.sort()
+
+    def is_foreign(self, host_id: str) -> bool:
+        """Whether another process claimed on or freed ``host_id`` lately (see
+        :meth:`replay`): a claim tries such hosts after the others, so concurrent processes
+        keep to their own hosts, whose views stay current and whose compare-and-swap wins."""
+        return self.clock() - self._foreign.get(host_id, float("-inf")) < self.foreign_s
+
+    def note_foreign(self, host_id: str) -> None:
+        """Another process just claimed on or freed ``host_id`` (see :meth:`is_foreign`)."""
+        self._foreign[host_id] = self.clock()
 
     def mark_stale(self, host_id: str, generation: int) -> None:
         """The host moved on from ``generation`` (a lost compare-and-swap): until it is
@@ -368,7 +444,7 @@ class CandidateIndex:
         hosts = self._hosts
         for entry in entries:
             summary = hosts.get(str(entry[-1]))
-            if summary is not None and check.reject(summary) is None:
+            if summary is not None and check.passes(summary):
                 yield summary, _weight(entry)
 
     # -- catching up with other processes ----------------------------------------------
@@ -413,6 +489,9 @@ class CandidateIndex:
         done = catch_up_views(session, stale)
         for host_id, view in done.items():
             self.update(wanted[host_id], view)
+            self.note_foreign(host_id)
+        if done and self.affinity_salt is not None:  # another process claims here too
+            self.use_affinity(self.affinity_salt)
         return set(done)
 
     def caught_up_view(self, session: Session, head: HostHead) -> HostState | None:

@@ -36,6 +36,7 @@ host's outcome.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -196,6 +197,7 @@ class Scheduler:
             clock=clock,
             # with a random subset, claims steer around hosts others changed: reload lazily
             eager_reload=options.subset_size <= 1,
+            affinity_salt=str(os.getpid() if options.seed is None else options.seed),
         )
 
     # -- index ------------------------------------------------------------------------------
@@ -324,11 +326,13 @@ class Scheduler:
     ) -> Iterator[tuple[HostSummary, Weight]]:
         """The candidates in the order a claim tries them.
 
-        First the best ``subset_size`` (k) hosts that are neither stale nor busy, in a random
-        order when k > 1; then the stale and busy ones met on the way; then the rest in
-        weigher order. A stale host was changed by another process (it costs a reload, and
-        trying it first would make every process converge on the same hosts); a busy one is
-        being claimed on by another thread of this process (its claim would likely win).
+        First the best ``subset_size`` (k) hosts that are neither stale, foreign nor busy, in
+        a random order when k > 1; then the stale, foreign and busy ones met on the way; then
+        the rest in weigher order. A stale host was changed by another process (it costs a
+        reload); a foreign one was claimed on by another process lately (its counts are
+        current, but trying it first would make every process converge on the same hosts
+        and lose compare-and-swaps there, see :meth:`CandidateIndex.is_foreign`); a busy one
+        is being claimed on by another thread of this process (its claim would likely win).
         So concurrent claims spread over hosts by themselves, and a lone claim (nothing
         stale or busy) follows the weigher's order exactly when k = 1.
         """
@@ -336,9 +340,11 @@ class Scheduler:
         window: list[tuple[HostSummary, Weight]] = []
         deferred: list[tuple[HostSummary, Weight]] = []
         busy = self._busy
+        foreign = self.index.is_foreign
         for candidate in found:
             summary = candidate[0]
-            (deferred if summary.stale or summary.id in busy else window).append(candidate)
+            later = summary.stale or summary.id in busy or foreign(summary.id)
+            (deferred if later else window).append(candidate)
             if len(window) >= self.options.subset_size:
                 break
         if len(window) > 1:
