@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -49,7 +50,8 @@ def create_app(
 
     ``extra_routes`` adds rows to :data:`routes.ROUTES` (for areas that build their own).
     ``reap_heartbeats`` runs, while a server serves the app, a task that marks hosts down when
-    their heartbeats stop (every process may run it: the update is idempotent).
+    their heartbeats stop (every process may run it: the update is idempotent); such a serving
+    process also loads the scheduler's index before the first request (:func:`_settle`).
     """
     app = FastAPI(
         title="pcifleet",
@@ -82,6 +84,7 @@ def _reaper(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManag
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_settle, services)
         task = asyncio.create_task(reap_forever())
         try:
             yield
@@ -91,6 +94,19 @@ def _reaper(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManag
                 await task
 
     return lifespan
+
+
+def _settle(services: Services) -> None:
+    """Load the scheduler's index, then move everything alive into the collector's permanent
+    generation (``gc.freeze``): the index of a large fleet is hundreds of thousands of
+    long-lived objects, and every full collection walking them stalled all requests of the
+    process for 100+ ms (the p99 of ``benchmarks/http_boot.py``). A database that is down
+    leaves the index to the first request."""
+    try:
+        services.instances.scheduler.load()
+    except errors.DATABASE_DOWN as exc:
+        log.warning("index not loaded at start, database unavailable: %s", type(exc).__name__)
+    gc.freeze()
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
