@@ -226,3 +226,20 @@ def test_read_groups_file_errors_name_the_problem(
 def test_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidGroup, match=r"missing\.toml"):
         read_groups_file(tmp_path / "missing.toml")
+
+
+def test_quota_groups_see_own_writes_at_once_and_other_processes_after_the_ttl(
+    sessions: sessionmaker[Session],
+) -> None:
+    svc = GroupService(sessions, cache_ttl_s=3600)
+    other = GroupService(sessions)  # stands for another controller process
+    svc.create(ADMIN, group("gpu"))
+    assert svc.quota_groups("alice") == frozenset()
+    other.set_quota(ADMIN, "gpu", "alice", 2)
+    assert svc.quota_groups("alice") == frozenset()  # cached "no quota" until the TTL ends
+    assert GroupService(sessions, cache_ttl_s=0).quota_groups("alice") == {"gpu"}
+    svc.set_quota(ADMIN, "gpu", "bob", 1)  # any quota write of this process clears its cache
+    assert svc.quota_groups("alice") == {"gpu"}
+    assert svc.quota_groups("bob") == {"gpu"}
+    svc.set_quota(ADMIN, "gpu", "alice", None)
+    assert svc.quota_groups("alice") == frozenset()

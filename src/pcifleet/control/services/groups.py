@@ -155,6 +155,8 @@ class GroupService:
         self._sessions = sessions
         #: project -> groups it sees, read for boots (:mod:`pcifleet.control.services.ttlcache`)
         self._visible: TtlCache[str, dict[str, DeviceGroup]] = TtlCache(cache_ttl_s)
+        #: project -> names of the groups it has a quota on (most projects: none)
+        self._quota_groups: TtlCache[str, frozenset[str]] = TtlCache(cache_ttl_s)
 
     # -- queries -------------------------------------------------------------------------
 
@@ -213,6 +215,27 @@ class GroupService:
                 .join(DeviceGroupRow, DeviceGroupRow.id == GroupQuotaRow.group_id)
                 .where(DeviceGroupRow.name == group_name, GroupQuotaRow.project == project)
             )
+
+    def quota_groups(self, project: str) -> frozenset[str]:
+        """The groups ``project`` has a quota on, reused like :meth:`visible_groups`.
+
+        A boot checks (with locked quota rows) only the groups named here, so the many boots
+        of projects without quotas skip that query. The empty answer is cached too: a quota
+        set through another controller process applies to this process's boots after at most
+        ``cache_ttl_s`` seconds (this process's own quota writes apply at once).
+        """
+        cached = self._quota_groups.get(project)
+        if cached is not None:
+            return cached
+        epoch = self._quota_groups.epoch
+        with self._sessions() as session:
+            names = session.scalars(
+                select(DeviceGroupRow.name)
+                .join(GroupQuotaRow, DeviceGroupRow.id == GroupQuotaRow.group_id)
+                .where(GroupQuotaRow.project == project)
+            )
+            found = frozenset(str(name) for name in names)
+        return self._quota_groups.put(project, found, epoch)
 
     # -- changes -------------------------------------------------------------------------
 
@@ -311,6 +334,7 @@ class GroupService:
                 yield session
         finally:
             self._visible.clear()
+            self._quota_groups.clear()
 
 
 def _visible_row(session: Session, who: Principal, name: str) -> DeviceGroupRow:

@@ -268,7 +268,10 @@ class _BootWriter:
         now: dt.datetime,
         binder: PortBinder | None = None,
         port_ids: Sequence[str] = (),
+        quota_groups: frozenset[str] | None = None,
     ) -> None:
+        #: the groups the project has a quota on (None: unknown, check every group)
+        self.quota_groups = quota_groups
         self.binder = binder
         self.port_ids = tuple(port_ids)
         self.instance_id = instance_id
@@ -284,6 +287,8 @@ class _BootWriter:
         for r in self.request.device_requests:
             if r.requester.kind is RequesterKind.GROUP:
                 wanted[r.requester.name] = wanted.get(r.requester.name, 0) + r.count
+        if self.quota_groups is not None:
+            wanted = {name: n for name, n in wanted.items() if name in self.quota_groups}
         if wanted:
             check_quotas(session, self.project, wanted)
 
@@ -510,6 +515,7 @@ class InstanceService:
             now,
             self.binder,
             port_ids,
+            self._groups.quota_groups(project),
         )
         result = self.scheduler.claim(request, writer)
         claimed = result if isinstance(result, Claimed) else None
