@@ -45,7 +45,6 @@ from pcifleet.host.vf.mapping import (
     PhysnetPlan,
     plan_physnets,
 )
-from pcifleet.sim.catalogue import find_by_ids
 
 log = logging.getLogger("pcifleet.agent")
 
@@ -68,11 +67,13 @@ class AgentRefused(Exception):
 
 
 def device_label(function: PciFunction) -> str:
-    """The device's human name: pci.ids when installed, else the simulator's catalogue."""
+    """The device's human name from pci.ids when installed, else ``vendor:device``.
+
+    (The agent runs on real hosts: it never consults the simulator's catalogue.)
+    """
     if function.device_name:
         return function.device_name
-    model = find_by_ids(int(function.vendor_id, 16), int(function.device_id, 16))
-    return model.description if model else f"{function.vendor_id}:{function.device_id}"
+    return f"{function.vendor_id}:{function.device_id}"
 
 
 def _mac_of(function: PciFunction | None) -> str | None:
