@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -31,8 +31,8 @@ from pcifleet.domain.tags import EMPTY_TAGS, Tags
 
 DEFAULT_BATCH = 20_000
 
-_FLEET_COLUMNS = (
-    DeviceRow.host_id,
+#: the columns a device row is decoded from, in :meth:`DeviceDecoder.device`'s order
+DEVICE_COLUMNS = (
     DeviceRow.address,
     DeviceRow.vendor_id,
     DeviceRow.product_id,
@@ -47,6 +47,7 @@ _FLEET_COLUMNS = (
     DeviceRow.state,
     DeviceRow.instance_id,
 )
+_FLEET_COLUMNS = (DeviceRow.host_id, *DEVICE_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,65 +58,70 @@ class FleetHost:
     devices: tuple[Device, ...]
 
 
-@dataclass(slots=True)
-class _Interner:
-    """Caches that make equal values one object across the whole fleet."""
+class DeviceDecoder:
+    """Device rows (:data:`DEVICE_COLUMNS`) -> domain records, parsing repeated values once.
 
-    addresses: dict[str, PciAddress] = field(default_factory=dict)
-    #: whole devices by their row (minus the host): identical hardware shares one record
-    devices: dict[tuple[Any, ...], Device] = field(default_factory=dict)
-    tags: dict[str | None, Tags] = field(default_factory=dict)
-    netdevs: dict[str | None, tuple[str, ...]] = field(default_factory=dict)
+    Addresses, tags and netdev lists repeat across hosts, so each distinct text is parsed
+    once and the result shared. With ``share_devices`` whole identical rows share one frozen
+    :class:`Device` too (the fleet load: identical hardware on many hosts); a long-lived
+    per-host loader leaves it off, since rows carry states and owners that never repeat.
+    """
 
-    def address(self, text: str) -> PciAddress:
-        found = self.addresses.get(text)
+    def __init__(self, *, share_devices: bool = False) -> None:
+        self._share = share_devices
+        self._devices: dict[tuple[Any, ...], Device] = {}
+        self._addresses: dict[str, PciAddress] = {}
+        self._tags: dict[str | None, Tags] = {}
+        self._netdevs: dict[str | None, tuple[str, ...]] = {}
+
+    def device(self, row: Sequence[Any]) -> Device:
+        if not self._share:
+            return self._new_device(row)
+        key = tuple(row)
+        found = self._devices.get(key)
         if found is None:
-            found = self.addresses[text] = PciAddress.parse(text)
+            found = self._devices[key] = self._new_device(row)
         return found
 
-    def tag_map(self, text: str | None) -> Tags:
-        found = self.tags.get(text)
+    def _new_device(self, row: Sequence[Any]) -> Device:
+        parent = row[6]
+        return Device(
+            address=self._address(row[0]),
+            vendor_id=sys.intern(row[1]),
+            product_id=sys.intern(row[2]),
+            dev_type=DeviceType(row[3]),
+            class_code=None if row[4] is None else sys.intern(row[4]),
+            numa_node=row[5],
+            parent=None if parent is None else self._address(parent),
+            vf_index=row[7],
+            driver=None if row[8] is None else sys.intern(row[8]),
+            netdevs=self._netdev_list(row[9]),
+            tags=self._tag_map(row[10]),
+            state=DeviceState(row[11]),
+            owner=row[12],
+        )
+
+    def _address(self, text: str) -> PciAddress:
+        found = self._addresses.get(text)
+        if found is None:
+            found = self._addresses[text] = PciAddress.parse(text)
+        return found
+
+    def _tag_map(self, text: str | None) -> Tags:
+        found = self._tags.get(text)
         if found is None:
             raw = json.loads(text) if text else None
             found = Tags({str(k): str(v) for k, v in raw.items()}) if raw else EMPTY_TAGS
-            self.tags[text] = found
+            self._tags[text] = found
         return found
 
-    def netdev_list(self, text: str | None) -> tuple[str, ...]:
-        found = self.netdevs.get(text)
+    def _netdev_list(self, text: str | None) -> tuple[str, ...]:
+        found = self._netdevs.get(text)
         if found is None:
             raw = json.loads(text) if text else None
             found = tuple(sys.intern(str(name)) for name in raw) if raw else ()
-            self.netdevs[text] = found
+            self._netdevs[text] = found
         return found
-
-
-def _device(row: Sequence[Any], interner: _Interner) -> Device:
-    """The (shared) device of a fleet row; devices are frozen, so sharing is safe."""
-    key = tuple(row[1:])
-    found = interner.devices.get(key)
-    if found is None:
-        found = interner.devices[key] = _new_device(row, interner)
-    return found
-
-
-def _new_device(row: Sequence[Any], interner: _Interner) -> Device:
-    parent = row[7]
-    return Device(
-        address=interner.address(row[1]),
-        vendor_id=sys.intern(row[2]),
-        product_id=sys.intern(row[3]),
-        dev_type=DeviceType(row[4]),
-        class_code=None if row[5] is None else sys.intern(row[5]),
-        numa_node=row[6],
-        parent=None if parent is None else interner.address(parent),
-        vf_index=row[8],
-        driver=None if row[9] is None else sys.intern(row[9]),
-        netdevs=interner.netdev_list(row[10]),
-        tags=interner.tag_map(row[11]),
-        state=DeviceState(row[12]),
-        owner=row[13],
-    )
 
 
 def iter_fleet(session: Session, *, batch_size: int = DEFAULT_BATCH) -> Iterator[FleetHost]:
@@ -130,13 +136,13 @@ def iter_fleet(session: Session, *, batch_size: int = DEFAULT_BATCH) -> Iterator
         .order_by(DeviceRow.host_id, DeviceRow.address)
         .execution_options(stream_results=True, yield_per=batch_size)
     )
-    interner = _Interner()
+    decoder = DeviceDecoder(share_devices=True)
     rows = session.connection().execute(statement)
     grouped = groupby(rows, key=itemgetter(0))
     pending = next(grouped, None)
     for host in hosts:
         devices: Sequence[Device] = ()
         if pending is not None and pending[0] == host.id:
-            devices = tuple(_device(row, interner) for row in pending[1])
+            devices = tuple(decoder.device(row[1:]) for row in pending[1])
             pending = next(grouped, None)
         yield FleetHost(host, tuple(devices))

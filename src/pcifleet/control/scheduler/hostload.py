@@ -16,26 +16,22 @@ device row belongs in the view; vanished devices still held stay in it (held, ne
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, Final
 
-from sqlalchemy import Select, Text, bindparam, cast, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from pcifleet.control.db.fleet import iter_fleet
+from pcifleet.control.db.fleet import DEVICE_COLUMNS, DeviceDecoder, iter_fleet
 from pcifleet.control.db.models import Base, DeviceRow, HostRow, InstanceRow, MigrationRow
 from pcifleet.control.db.records import HostState as Liveness
 from pcifleet.control.db.repo import cells_from_json
 from pcifleet.control.scheduler.codec import LIVE_STATES, placement_from_json
-from pcifleet.domain.address import PciAddress
-from pcifleet.domain.device import Device, DeviceState, DeviceType
+from pcifleet.domain.device import Device
 from pcifleet.domain.hoststate import HostState
 from pcifleet.domain.numa import NumaCell
 from pcifleet.domain.placement import Placement
-from pcifleet.domain.tags import EMPTY_TAGS, Tags
 
 #: ``migrations.state`` of a move in flight
 MIGRATING: Final = "migrating"
@@ -83,56 +79,8 @@ def read_heads(session: Session) -> list[HostHead]:
     return [HostHead(r[0], r[1], r[2], _schedulable(r[3], r[4])) for r in rows]
 
 
-_DEVICE_COLUMNS = (
-    DeviceRow.address,
-    DeviceRow.vendor_id,
-    DeviceRow.product_id,
-    DeviceRow.dev_type,
-    DeviceRow.class_code,
-    DeviceRow.numa_node,
-    DeviceRow.parent_address,
-    DeviceRow.vf_index,
-    DeviceRow.driver,
-    cast(DeviceRow.netdevs, Text),
-    cast(DeviceRow.tags, Text),
-    DeviceRow.state,
-    DeviceRow.instance_id,
-)
-
-
-@lru_cache(maxsize=65_536)
-def _address(text: str) -> PciAddress:
-    return PciAddress.parse(text)
-
-
-@lru_cache(maxsize=4096)
-def _tags(text: str | None) -> Tags:
-    raw = json.loads(text) if text else None
-    return Tags({str(k): str(v) for k, v in raw.items()}) if raw else EMPTY_TAGS
-
-
-@lru_cache(maxsize=4096)
-def _netdevs(text: str | None) -> tuple[str, ...]:
-    raw = json.loads(text) if text else None
-    return tuple(str(name) for name in raw) if raw else ()
-
-
-def _device(row: Sequence[Any]) -> Device:
-    return Device(
-        address=_address(row[0]),
-        vendor_id=row[1],
-        product_id=row[2],
-        dev_type=DeviceType(row[3]),
-        class_code=row[4],
-        numa_node=row[5],
-        parent=None if row[6] is None else _address(row[6]),
-        vf_index=row[7],
-        driver=row[8],
-        netdevs=_netdevs(row[9]),
-        tags=_tags(row[10]),
-        state=DeviceState(row[11]),
-        owner=row[12],
-    )
+#: one decoder per process: addresses, tags and netdev lists parsed once across host loads
+_DECODER = DeviceDecoder()
 
 
 def read_placements(session: Session, host_id: str | None = None) -> dict[str, list[Placement]]:
@@ -165,10 +113,8 @@ def load_host(session: Session, head: HostHead) -> LoadedHost:
     cells_raw, ratio = session.execute(
         select(HostRow.cells, HostRow.cpu_allocation_ratio).where(HostRow.id == head.id)
     ).one()
-    devices = [
-        _device(row)
-        for row in session.execute(select(*_DEVICE_COLUMNS).where(DeviceRow.host_id == head.id))
-    ]
+    rows = session.execute(select(*DEVICE_COLUMNS).where(DeviceRow.host_id == head.id))
+    devices = [_DECODER.device(row) for row in rows]
     view = HostState.build(
         head.name,
         cells_from_json(cells_raw),
