@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from test_e2e_agents import (
+from e2e_kit import (
     PCIFLEET,
     Proc,
-    _env,
-    _free_port,
-    _healthy,
-    _scratch,
+    clean_env,
     cli,
     cli_json,
+    free_port,
+    healthy,
     stop_all,
     wait_for,
 )
@@ -59,13 +56,6 @@ INTERVAL = "0.3"
 GUEST_MAC = "fa:16:3e:de:ad:01"
 
 
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    path = _scratch()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 class Fleet:
     """One controller and its agents in a scratch directory; everything torn down at the end."""
 
@@ -77,7 +67,7 @@ class Fleet:
         self.spec = scratch / "device_spec"
         self.spec.write_text("\n".join(SPECS) + "\n", encoding="utf-8")
         self.admin = cli("token", "create", "--role", "admin", "--data-dir", str(self.data))
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.auth = ["--url", self.url, "--token", self.admin.stdout.strip()]
         self.procs: list[Proc] = []
         self.client = PcifleetClient(self.url, self.admin.stdout.strip(), timeout=10)
@@ -86,13 +76,16 @@ class Fleet:
             "server", server_env, "server", "--port", self.url.rsplit(":", 1)[1],
             "--data-dir", str(self.data),
         )  # fmt: skip
-        wait_for("the controller's health", lambda: _healthy(self.url), self.procs)
+        wait_for("the controller's health", lambda: healthy(self.url), self.procs)
 
     def _start(self, name: str, extra_env: dict[str, str], *args: str) -> Proc:
         log = self.logs / f"{name}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                [PCIFLEET, *args], stdout=sink, stderr=subprocess.STDOUT, env=_env() | extra_env
+                [PCIFLEET, *args],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=clean_env() | extra_env,
             )
         proc = Proc(name, process, log)
         self.procs.append(proc)

@@ -10,28 +10,24 @@ process is stopped with SIGTERM and must exit cleanly; a finally kills whatever 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
+from e2e_kit import (
+    Proc,
+    cli,
+    cli_json,
+    free_port,
+    healthy,
+    start,
+    stop_all,
+    wait_for,
+)
 
 from pcifleet.client import PcifleetClient
-from pcifleet.domain.errors import Unavailable
 from pcifleet.sim.profile import load_shipped
 from pcifleet.sim.sysfs_builder import build_tree
 
-PCIFLEET = str(Path(sys.executable).parent / "pcifleet")
 PROFILES = ("demo-gpu-a100", "demo-nfv-e810-qat", "demo-storage-nvme")
 SPECS = (
     '{"exclude": true, "devname": "eno1"}',
@@ -39,97 +35,6 @@ SPECS = (
     '{"vendor_id": "8086", "product_id": "4941"}',
     '{"vendor_id": "144d", "product_id": "a80a"}',
 )
-DEADLINE = 30.0
-
-
-@dataclass
-class Proc:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _scratch() -> Path:
-    shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix="pcifleet-e2e-", dir=base))
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    path = _scratch()
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [PCIFLEET, *args], capture_output=True, text=True, timeout=60, env=_env(), check=False
-    )
-    if check:
-        assert done.returncode == 0, f"pcifleet {' '.join(args)}: {done.stderr}"
-    return done
-
-
-def cli_json(*args: str) -> Any:
-    return json.loads(cli(*args, "--json").stdout)
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PCIFLEET_")}
-    return env | {"COLUMNS": "200"}
-
-
-def start(name: str, logs: Path, *args: str) -> Proc:
-    log = logs / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [PCIFLEET, *args], stdout=sink, stderr=subprocess.STDOUT, env=_env()
-        )
-    return Proc(name, process, log)
-
-
-def wait_for(what: str, probe: Callable[[], bool], procs: list[Proc]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not probe():
-        dead = [p for p in procs if p.process.poll() is not None]
-        assert not dead, f"{dead[0].name} exited while waiting for {what}:\n{dead[0].text()}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def _healthy(url: str) -> bool:
-    with PcifleetClient(url, timeout=1) as client:
-        try:
-            client.health()
-        except Unavailable:
-            return False
-        return True
-
-
-def stop_all(procs: list[Proc]) -> dict[str, int]:
-    """SIGTERM each process, wait, and kill (then reap) any that does not exit in time."""
-    codes: dict[str, int] = {}
-    for proc in procs:
-        if proc.process.poll() is None:
-            proc.process.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            codes[proc.name] = proc.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.process.kill()
-            codes[proc.name] = proc.process.wait()
-    return codes
 
 
 def test_controller_and_three_agents_boot_list_delete(scratch: Path) -> None:
@@ -140,14 +45,14 @@ def test_controller_and_three_agents_boot_list_delete(scratch: Path) -> None:
     spec_file.write_text("\n".join(SPECS) + "\n", encoding="utf-8")
     hosts = {p: load_shipped(p).hostname for p in PROFILES}
     admin = cli("token", "create", "--role", "admin", "--data-dir", str(data)).stdout.strip()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     auth = ["--url", url, "--token", admin]
     server: list[Proc] = []
     agents: list[Proc] = []
     try:
         server.append(start("server", logs, "server", "--port", str(port), "--data-dir", str(data)))
-        wait_for("the controller's health", lambda: _healthy(url), server)
+        wait_for("the controller's health", lambda: healthy(url), server)
         for profile, host in hosts.items():
             root = scratch / "hosts" / host
             build_tree(load_shipped(profile), root)

@@ -11,94 +11,16 @@ import errno
 import uuid
 
 import pytest
+from plugger_kit import GPU, PF, Host, instance, port
 
-from pcifleet.control.api.schemas.agent import (
-    DesiredDeviceOut,
-    DesiredInstanceOut,
-    DesiredPortOut,
-)
 from pcifleet.domain.errors import PlugFailed
 from pcifleet.host.agent import Plugged, reconcile
-from pcifleet.host.hypervisor import FakeHypervisor, Operation
+from pcifleet.host.hypervisor import Operation
 from pcifleet.host.libvirt import DomainSpec, render_domain
 from pcifleet.host.libvirt.devices import Element
 from pcifleet.host.plugger import HostApplier, domain_name, read_metadata
-from pcifleet.host.vf.fake import FakeVfConfigurator
 from pcifleet.host.vf.model import LinkState, VfField, VfState, VlanTag
 from pcifleet.host.vf.service import VfManager
-
-PF = "ens1f0"
-GPU = "0000:81:00.0"
-
-
-def port(index: int, vnic: str = "direct", **extra: object) -> DesiredPortOut:
-    values: dict[str, object] = {
-        "id": f"port-{index}",
-        "vnic_type": vnic,
-        "mac_address": f"fa:16:3e:00:00:{index:02x}",
-        "vif_type": "hw_veb",
-        "vlan": 1000 + index,
-        "vf_address": f"0000:18:02.{index}",
-        "vf_index": index,
-        "pf_address": "0000:18:00.0",
-        "pf_ifname": PF,
-        "vf_ifname": f"{PF}v{index}",
-        "physical_network": "physnet1",
-        "max_tx_rate_mbps": 100,
-        "spoofchk": True,
-        "trusted": True,
-        "link_state": "enable",
-    }
-    values.update(extra)
-    return DesiredPortOut.model_validate(values)
-
-
-def port_device(p: DesiredPortOut) -> DesiredDeviceOut:
-    assert p.vf_address is not None
-    return DesiredDeviceOut(
-        address=p.vf_address,
-        request_id=f"r-{p.id}",
-        requester=p.id,
-        requester_kind="port",
-        dev_type="type-VF",
-    )
-
-
-def instance(
-    *ports: DesiredPortOut, gpu: bool = True, instance_id: str | None = None
-) -> DesiredInstanceOut:
-    devices = [port_device(p) for p in ports]
-    if gpu:
-        devices.insert(
-            0, DesiredDeviceOut(address=GPU, request_id="r0", requester="gpu", managed=False)
-        )
-    return DesiredInstanceOut(
-        id=instance_id or str(uuid.uuid4()),
-        name="vnf-1",
-        state="active",
-        devices=devices,
-        vcpus=2,
-        memory_mb=1024,
-        ports=list(ports),
-    )
-
-
-class Host:
-    """A fake host: 8 VFs on one PF, an empty hypervisor, and an applier over them."""
-
-    def __init__(self) -> None:
-        self.vfs = FakeVfConfigurator()
-        self.vfs.add_pf(PF, 8)
-        self.hypervisor = FakeHypervisor()
-        self.manager = VfManager(self.vfs)
-        self.applier = HostApplier(self.manager, self.hypervisor)
-        self.initial = self.table()
-
-    def table(self) -> list[VfState]:
-        return [self.vfs.read(PF, i) for i in range(8)]
-
-    def domains(self) -> list[str]:
-        return [d.name for d in self.hypervisor.list_domains()]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_plugger import PF, Host, instance, port
+from plugger_kit import PF, Host, instance, port
 
 from pcifleet.domain.errors import InvalidVfSetting, VfError
 from pcifleet.host.agent import Plugged, Reconciliation, reconcile

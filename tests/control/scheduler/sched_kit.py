@@ -8,11 +8,17 @@ physnet1, the one on node 1 physnet2) and one GPU on node 1. Groups: ``gpu`` (pu
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from pcifleet.control.db.models import InstanceRow
+from pcifleet.control.scheduler.hostload import HostHead
+from pcifleet.control.scheduler.outcomes import Summary
 from pcifleet.control.scheduler.scheduler import Scheduler, SchedulerOptions
 from pcifleet.control.services.flavors import FlavorService, parse_flavor
 from pcifleet.control.services.groups import GroupService
@@ -23,7 +29,8 @@ from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceType
 from pcifleet.domain.group import DeviceGroup
 from pcifleet.domain.numa import NumaCell
-from pcifleet.domain.request import DeviceMatch
+from pcifleet.domain.placement import InstanceRequest, Placement
+from pcifleet.domain.request import DeviceMatch, DeviceRequest, Requester, RequesterKind
 from pcifleet.domain.tags import Tags
 
 NICS = (("0000:18:00.0", "physnet1", 0), ("0000:86:00.0", "physnet2", 1))
@@ -106,3 +113,41 @@ def standard_catalogue(kit: Kit) -> None:
 
 
 KitFactory = Callable[..., Kit]
+
+
+# --- claim writers for tests that race two schedulers on one host ---------------------
+
+
+class SlowWriter:
+    """Holds its claim (host row locked, uncommitted) for a moment after the CAS."""
+
+    def __init__(self, claimed: threading.Event) -> None:
+        self.claimed = claimed
+
+    def check(self, session: Session) -> None:
+        return None
+
+    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
+        insert_instance(session, placement)
+        self.claimed.set()
+        time.sleep(0.4)
+
+    def unplaced(self, session: Session, summary: Summary) -> None:
+        raise AssertionError(summary.sentence)
+
+
+class Writer(SlowWriter):
+    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
+        insert_instance(session, placement)
+
+
+def insert_instance(session: Session, placement: Placement) -> None:
+    session.execute(
+        insert(InstanceRow).values(id=placement.instance_id, name="vm", project="p", state="active")
+    )
+
+
+def vf_request(instance_id: str) -> InstanceRequest:
+    vf = DeviceMatch.of(dev_type=DeviceType.VF, physical_network="physnet1")
+    request = DeviceRequest(1, (vf,), Requester(RequesterKind.GROUP, "vf1"), request_id="r")
+    return InstanceRequest(1, 256, device_requests=(request,), instance_id=instance_id)

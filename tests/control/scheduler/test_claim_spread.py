@@ -12,8 +12,7 @@ import threading
 import time
 
 import pytest
-from sched_kit import KitFactory
-from test_concurrency import _request, _SlowWriter, _Writer
+from sched_kit import KitFactory, SlowWriter, Writer, vf_request
 
 from pcifleet.control.scheduler.scheduler import Claimed, SchedulerOptions
 from pcifleet.control.services.principal import LOCAL_ADMIN
@@ -33,7 +32,7 @@ def test_a_claim_skips_a_host_another_claim_holds_without_waiting(make_kit: KitF
 
     def slow() -> None:
         result = first.scheduler.claim(
-            _request("00000000-0000-0000-0000-00000000000a"), _SlowWriter(holding)
+            vf_request("00000000-0000-0000-0000-00000000000a"), SlowWriter(holding)
         )
         assert isinstance(result, Claimed)
         results["slow"] = result
@@ -43,7 +42,7 @@ def test_a_claim_skips_a_host_another_claim_holds_without_waiting(make_kit: KitF
     assert holding.wait(10)
     began = time.perf_counter()
     fast = second.scheduler.claim(
-        _request("00000000-0000-0000-0000-00000000000b"), _Writer(threading.Event())
+        vf_request("00000000-0000-0000-0000-00000000000b"), Writer(threading.Event())
     )
     waited = time.perf_counter() - began
     thread.join(10)
@@ -62,14 +61,14 @@ def test_a_stale_view_moves_on_and_marks_the_host_stale(make_kit: KitFactory) ->
     first.scheduler.load()
     second.scheduler.load()
     done = first.scheduler.claim(
-        _request("00000000-0000-0000-0000-00000000000c"), _Writer(threading.Event())
+        vf_request("00000000-0000-0000-0000-00000000000c"), Writer(threading.Event())
     )
     assert isinstance(done, Claimed) and done.host.name == "h1"
     # the second process still believes h1 is at its old generation
     summary = second.scheduler.index.summary(h1)
     assert summary is not None and summary.generation == done.host.generation - 1
     other = second.scheduler.claim(
-        _request("00000000-0000-0000-0000-00000000000d"), _Writer(threading.Event())
+        vf_request("00000000-0000-0000-0000-00000000000d"), Writer(threading.Event())
     )
     assert isinstance(other, Claimed)
     assert (other.host.name, other.attempts) == ("h2", 1)

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter
 
-from sched_kit import Kit, KitFactory
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sched_kit import Kit, KitFactory, SlowWriter, Writer, vf_request
+from sqlalchemy import select
 
 from pcifleet.control.db.models import DeviceRow, InstanceRow
 from pcifleet.control.scheduler.codec import LIVE_STATES, InstanceState, placement_from_json
-from pcifleet.control.scheduler.hostload import HostHead
-from pcifleet.control.scheduler.outcomes import Summary
 from pcifleet.control.scheduler.scheduler import Claimed, SchedulerOptions
 from pcifleet.control.services.instances import InstanceService
 from pcifleet.control.services.principal import LOCAL_ADMIN
 from pcifleet.domain.device import DeviceState, DeviceType
 from pcifleet.domain.errors import ConcurrentUpdate
-from pcifleet.domain.placement import InstanceRequest, Placement
-from pcifleet.domain.request import DeviceMatch, DeviceRequest, Requester, RequesterKind
 
 PATIENT = SchedulerOptions(claim_retries=50)
 
@@ -109,41 +103,6 @@ def test_many_threads_and_two_schedulers_never_share_a_device(make_kit: KitFacto
     assert held["type-PCI"] <= 3 and held["type-PF"] <= 3
 
 
-class _SlowWriter:
-    """Holds its claim (host row locked, uncommitted) for a moment after the CAS."""
-
-    def __init__(self, claimed: threading.Event) -> None:
-        self.claimed = claimed
-
-    def check(self, session: Session) -> None:
-        return None
-
-    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
-        _insert(session, placement)
-        self.claimed.set()
-        time.sleep(0.4)
-
-    def unplaced(self, session: Session, summary: Summary) -> None:
-        raise AssertionError(summary.sentence)
-
-
-class _Writer(_SlowWriter):
-    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
-        _insert(session, placement)
-
-
-def _insert(session: Session, placement: Placement) -> None:
-    session.execute(
-        insert(InstanceRow).values(id=placement.instance_id, name="vm", project="p", state="active")
-    )
-
-
-def _request(instance_id: str) -> InstanceRequest:
-    vf = DeviceMatch.of(dev_type=DeviceType.VF, physical_network="physnet1")
-    request = DeviceRequest(1, (vf,), Requester(RequesterKind.GROUP, "vf1"), request_id="r")
-    return InstanceRequest(1, 256, device_requests=(request,), instance_id=instance_id)
-
-
 def test_a_concurrent_claim_on_the_same_host_is_retried_and_gets_other_devices(
     make_kit: KitFactory,
 ) -> None:
@@ -157,7 +116,7 @@ def test_a_concurrent_claim_on_the_same_host_is_retried_and_gets_other_devices(
 
     def slow() -> None:
         result = first.scheduler.claim(
-            _request("00000000-0000-0000-0000-000000000001"), _SlowWriter(claimed)
+            vf_request("00000000-0000-0000-0000-000000000001"), SlowWriter(claimed)
         )
         assert isinstance(result, Claimed)
         results["slow"] = result
@@ -166,7 +125,7 @@ def test_a_concurrent_claim_on_the_same_host_is_retried_and_gets_other_devices(
     thread.start()
     assert claimed.wait(10)
     fast = second.scheduler.claim(
-        _request("00000000-0000-0000-0000-000000000002"), _Writer(threading.Event())
+        vf_request("00000000-0000-0000-0000-000000000002"), Writer(threading.Event())
     )
     thread.join(10)
     assert isinstance(fast, Claimed)
