@@ -25,6 +25,9 @@ from pcifleet.domain.placement import CellPlacement, Placement
 from pcifleet.domain.pool import KeySet, Pool, build_pools, refresh_pool
 from pcifleet.domain.state import HELD, Family, Operation, transition
 
+#: one state-machine operation of :meth:`HostState.transitions`: device, operation, owner
+Step = tuple[PciAddress, Operation, str | None]
+
 
 @dataclass(frozen=True, slots=True)
 class CellUsage:
@@ -131,7 +134,8 @@ class HostState:
             cpu_allocation_ratio,
             ram_allocation_ratio,
         )
-        host = replace(host, totals=_totals(host))
+        totals = _totals(host.cells, host.usage, host.floating_vcpus, host.floating_memory_mb)
+        host = replace(host, totals=totals)
         for placement in placements:
             host = _account(host, placement, 1)
         return host
@@ -148,35 +152,44 @@ class HostState:
 
     def family(self, address: PciAddress) -> Family:
         """The device at ``address`` with the relatives it couples with."""
-        device = self._device(address)
-        devices = self.devices
+        return self._family_in(self.devices, address)
+
+    def _family_in(self, devices: Mapping[PciAddress, Device], address: PciAddress) -> Family:
+        device = devices.get(address)
+        if device is None:
+            raise NotFound(f"PCI device {address} is not an assignable device of host {self.name}")
         head_address = device.parent if device.is_vf_like else address
         if head_address is None or head_address not in devices:
             return Family(None, (device,))
         children = self.index.children.get(head_address, ())
-        return Family(devices[head_address], tuple(devices[c] for c in children))
+        return Family(devices[head_address], tuple(map(devices.__getitem__, children)))
 
     def transition(self, address: PciAddress, op: Operation, owner: str | None = None) -> HostState:
         """The host after one state-machine operation on one device (and its relatives)."""
-        family = self.family(address)
-        after = transition(family, address, op, owner)
-        changed = [
-            new for old, new in zip(family.members, after.members, strict=True) if new is not old
-        ]
-        return self._with_devices(changed, rebuild=op in (Operation.REMOVE, Operation.RESTORE))
+        return self.transitions(((address, op, owner),))
 
-    def _device(self, address: PciAddress) -> Device:
-        device = self.devices.get(address)
-        if device is None:
-            raise NotFound(f"PCI device {address} is not an assignable device of host {self.name}")
-        return device
+    def transitions(self, steps: Iterable[Step]) -> HostState:
+        """The host after several operations, in order, each as :meth:`transition` would do
+        it: one copy of the device map and one refresh per touched pool, whatever their
+        number (a guest's devices are claimed and freed together)."""
+        devices = self.devices.copy()
+        changed: list[Device] = []
+        rebuild = False
+        for address, op, owner in steps:
+            family = self._family_in(devices, address)
+            after = transition(family, address, op, owner)
+            for old, new in zip(family.members, after.members, strict=True):
+                if new is not old:
+                    devices[new.address] = new
+                    changed.append(new)
+            rebuild = rebuild or op in (Operation.REMOVE, Operation.RESTORE)
+        return self._with_devices(devices, changed, rebuild=rebuild)
 
-    def _with_devices(self, changed: list[Device], *, rebuild: bool) -> HostState:
+    def _with_devices(
+        self, devices: dict[PciAddress, Device], changed: list[Device], *, rebuild: bool
+    ) -> HostState:
         if not changed:
             return self
-        devices = self.devices.copy()
-        for device in changed:
-            devices[device.address] = device
         if rebuild:
             pools = build_pools(devices.values())
             index = _index(self.cells, devices, pools)
@@ -205,13 +218,17 @@ def _index(
     )
 
 
-def _totals(host: HostState) -> HostTotals:
-    cells_usage = tuple(zip(host.cells, host.usage, strict=True))
+def _totals(
+    cells: tuple[NumaCell, ...],
+    usage: tuple[CellUsage, ...],
+    floating_vcpus: int,
+    floating_memory_mb: int,
+) -> HostTotals:
     return HostTotals(
-        sum(len(cell.cpus) - len(usage.pinned) for cell, usage in cells_usage),
-        sum(usage.shared_vcpus for usage in host.usage) + host.floating_vcpus,
-        sum(cell.memory_mb for cell in host.cells),
-        sum(usage.memory_mb for usage in host.usage) + host.floating_memory_mb,
+        sum(len(cell.cpus) - len(used.pinned) for cell, used in zip(cells, usage, strict=True)),
+        sum(used.shared_vcpus for used in usage) + floating_vcpus,
+        sum(cell.memory_mb for cell in cells),
+        sum(used.memory_mb for used in usage) + floating_memory_mb,
     )
 
 
@@ -226,14 +243,16 @@ def _account(host: HostState, placement: Placement, sign: int) -> HostState:
         placements[placement.instance_id] = placement
     else:
         del placements[placement.instance_id]
-    host = replace(
+    floating_vcpus = host.floating_vcpus + sign * placement.floating_vcpus
+    floating_memory_mb = host.floating_memory_mb + sign * placement.floating_memory_mb
+    return replace(
         host,
         usage=tuple(usage),
         placements=MappingProxyType(placements),
-        floating_vcpus=host.floating_vcpus + sign * placement.floating_vcpus,
-        floating_memory_mb=host.floating_memory_mb + sign * placement.floating_memory_mb,
+        floating_vcpus=floating_vcpus,
+        floating_memory_mb=floating_memory_mb,
+        totals=_totals(host.cells, tuple(usage), floating_vcpus, floating_memory_mb),
     )
-    return replace(host, totals=_totals(host))
 
 
 def apply(host: HostState, placement: Placement, *, allocate: bool = False) -> HostState:
@@ -245,8 +264,8 @@ def apply(host: HostState, placement: Placement, *, allocate: bool = False) -> H
     if placement.instance_id in host.placements:
         raise AlreadyExists(f"instance {placement.instance_id} is already placed on {host.name}")
     op = Operation.ALLOCATE if allocate else Operation.CLAIM
-    for address in placement.all_devices:
-        host = host.transition(address, op, placement.instance_id)
+    owner = placement.instance_id
+    host = host.transitions((address, op, owner) for address in placement.all_devices)
     return _account(host, placement, 1)
 
 
@@ -255,8 +274,13 @@ def release(host: HostState, instance_id: str) -> HostState:
     placement = host.placements.get(instance_id)
     if placement is None:
         raise NotFound(f"instance {instance_id} has no placement on host {host.name}")
-    for address in placement.all_devices:
-        device = host.devices.get(address)
-        if device is not None and device.state in HELD and device.owner == instance_id:
-            host = host.transition(address, Operation.FREE, instance_id)
+    # freeing one device re-derives only its relatives' following states, never a held one:
+    # which of the guest's devices it still holds can be read off before any is freed
+    devices = host.devices
+    held = [
+        address
+        for address in placement.all_devices
+        if (d := devices.get(address)) is not None and d.state in HELD and d.owner == instance_id
+    ]
+    host = host.transitions((address, Operation.FREE, instance_id) for address in held)
     return _account(host, placement, -1)

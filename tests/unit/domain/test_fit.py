@@ -581,6 +581,28 @@ def test_apply_then_release_restores_the_host(h: HostState, request: InstanceReq
         assert back.usage == h.usage
 
 
+@settings(max_examples=100, deadline=None)
+@given(hosts(), instances(), st.booleans())
+def test_batched_transitions_equal_one_at_a_time(
+    h: HostState, request: InstanceRequest, allocate: bool
+) -> None:
+    """``HostState.transitions`` (what apply and release use) is the same as applying each
+    operation with ``transition`` in turn: devices, pools and their free order."""
+    result = fit(h, request)
+    if not isinstance(result, Placement):
+        return
+    op = Operation.ALLOCATE if allocate else Operation.CLAIM
+    steps = [(address, op, "new") for address in result.all_devices]
+    one_by_one = h
+    for address, step_op, owner in steps:
+        one_by_one = one_by_one.transition(address, step_op, owner)
+    batched = h.transitions(steps)
+    assert dict(batched.devices) == dict(one_by_one.devices)
+    assert batched.pools == one_by_one.pools
+    freed = [(address, Operation.FREE, "new") for address in result.all_devices]
+    assert batched.transitions(freed).pools == h.pools
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.integers(1, 2),
