@@ -10,9 +10,10 @@ rows. Claims and frees must have been replayed; a report must have been left to 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
-from sched_kit import Kit, KitFactory, cells, host_devices
+from sched_kit import DEFAULT_OPTIONS, Kit, KitFactory, cells, host_devices
 from sqlalchemy import func, select
 
 from pcifleet.control.db.models import DeviceRow, HostRow, InstanceRow
@@ -156,3 +157,31 @@ def test_a_stale_claim_candidate_is_replayed_in_the_claim(make_kit: KitFactory) 
     assert vm.state == "active"
     generation = _heads(first)[host_id]
     assert second.scheduler.index.cached_view(host_id, generation) is not None
+
+
+def test_a_followed_index_catches_up_on_its_beat_not_in_requests(
+    make_kit: KitFactory,
+) -> None:
+    """A serving process calls ``follow`` on a beat; its requests then skip the periodic
+    catch-up (even with it due at every request here) and only the beat moves the index."""
+    due = replace(DEFAULT_OPTIONS, refresh_interval_s=0.0)
+    first = make_kit(due)
+    second = make_kit(due, catalogue=False)
+    gpu_host = first.add_host("h1")
+    other = first.add_host("h2")
+    for kit in (first, second):
+        kit.scheduler.load()
+    assert second.scheduler.follow() == 0  # nothing moved since the load
+    first.instances.boot(LOCAL_ADMIN, "vm1", "gpu")
+    moved = _heads(first)
+    assert second.scheduler.index.cached_view(gpu_host, moved[gpu_host]) is None
+    # a request of the followed process: its claim lands, the other process's boot stays
+    # unseen (no catch-up in the request)
+    vm = second.instances.boot(LOCAL_ADMIN, "vm2", "small")
+    assert vm.state == "active"
+    assert second.scheduler.index.cached_view(gpu_host, moved[gpu_host]) is None
+    # the beat: replayed, not reloaded
+    assert second.scheduler.follow() >= 1
+    now = _heads(first)
+    for host_id in (gpu_host, other):
+        assert second.scheduler.index.cached_view(host_id, now[host_id]) is not None

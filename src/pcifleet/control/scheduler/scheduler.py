@@ -113,8 +113,13 @@ class ClaimWriter(Protocol):
     def check(self, session: Session) -> None:
         """Checks that must hold in the same transaction (quotas); raise to abort."""
 
-    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
-        """Write the instance as placed (runs before the device rows that refer to it)."""
+    def placed(self, session: Session, host: HostHead, placement: Placement) -> bool | None:
+        """Write the instance as placed (runs before the device rows that refer to it).
+
+        ``host`` is the host after the claim (its generation already bumped). True when the
+        writer stamped the instance row with that generation itself (``host_generation``, see
+        :mod:`~pcifleet.control.scheduler.delta`), which saves the scheduler an UPDATE.
+        """
 
     def unplaced(self, session: Session, summary: Summary) -> None:
         """Write the instance as failed, with the reason."""
@@ -190,6 +195,8 @@ class Scheduler:
         #: hosts this process's claims are on right now (host id -> how many)
         self._busy: dict[str, int] = {}
         self._busy_lock = threading.Lock()
+        #: True once a background beat catches the index up (see :meth:`follow`)
+        self._followed = False
         self.index = CandidateIndex(
             weigher_for(options.strategy),
             cache_size=options.cache_size,
@@ -206,8 +213,25 @@ class Scheduler:
         """Build the index from the database (at start; again at any time)."""
         return self.index.load(self._sessions)
 
+    def follow(self) -> int:
+        """Catch the index up now; from then on requests leave the periodic catch-up to the
+        caller, which calls this every ``refresh_interval_s`` from a background beat.
+
+        A serving process does so (:mod:`pcifleet.control.api.app`): catching up replays every
+        claim the other processes made since the last round (tens of milliseconds of CPU with
+        a few processes under load), which as part of a request was the p99 of
+        ``benchmarks/http_boot.py``. A claim that finds nothing, or retries, still catches up
+        in its own transaction at once.
+        """
+        self._followed = True
+        if self.index.ensure_loaded(self._sessions):
+            return 0
+        return self.index.catch_up(self._sessions, force=True)
+
     def _ready(self, force: bool = False) -> None:
-        if not self.index.ensure_loaded(self._sessions):
+        if self.index.ensure_loaded(self._sessions):
+            return
+        if force or not self._followed:
             self.index.catch_up(self._sessions, force=force)
 
     # -- claim ------------------------------------------------------------------------------
@@ -378,7 +402,8 @@ class Scheduler:
     ) -> Claimed:
         """Write a claim on ``head``'s host, whose generation was just bumped to ``generation``."""
         after = apply(view, placement, allocate=True)
-        writer.placed(session, head, placement)
+        new_head = HostHead(head.id, head.name, generation, head.schedulable)
+        stamped = writer.placed(session, new_head, placement)
         request_ids = {
             address: device_request.request_id
             for device_request, group in zip(
@@ -388,8 +413,8 @@ class Scheduler:
         }
         changes = device_changes(view, after, placement.all_devices, request_ids)
         write_device_changes(session, head.id, changes)
-        record_event(session, placement.instance_id, generation)
-        new_head = HostHead(head.id, head.name, generation, head.schedulable)
+        if not stamped:
+            record_event(session, placement.instance_id, generation)
         return Claimed(new_head, placement, after, number)
 
     def _view(

@@ -310,13 +310,14 @@ class _BootWriter:
             ),
         )
 
-    def placed(self, session: Session, host: HostHead, placement: Placement) -> None:
+    def placed(self, session: Session, host: HostHead, placement: Placement) -> bool:
         self._insert(
             session,
             state=InstanceState.ACTIVE.value,
             host_id=host.id,
             placement=placement_to_json(placement),
             fault=None,
+            host_generation=host.generation,  # the claim's event (scheduler.delta)
         )
         if self.binder is not None and self.port_ids:
             self.binder.bind(
@@ -327,6 +328,7 @@ class _BootWriter:
                 self.request.device_requests,
                 placement,
             )
+        return True
 
     def unplaced(self, session: Session, summary: Summary) -> None:
         self._insert(
