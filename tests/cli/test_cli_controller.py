@@ -82,6 +82,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def _serve(data_dir: Path, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
     args = ["server", "--port", str(port), "--workers", str(workers), "--data-dir", str(data_dir)]
+    args += ["--request-threads", str(workers)]  # 1 (the default) and 2
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, *args, "--log-level", "warning"],
         stdout=subprocess.DEVNULL,

@@ -41,14 +41,13 @@ def test_database_url_and_numbers_from_the_environment() -> None:
             "PCIFLEET_DATABASE_URL": url,
             "PCIFLEET_HEARTBEAT_TIMEOUT": "12.5",
             "PCIFLEET_CLAIM_RETRIES": "9",
+            "PCIFLEET_REQUEST_THREADS": "3",
         }
     )
-    assert (settings.database_url, settings.heartbeat_timeout_s, settings.claim_retries) == (
-        url,
-        12.5,
-        9,
-    )
+    numbers = (settings.heartbeat_timeout_s, settings.claim_retries, settings.request_threads)
+    assert (settings.database_url, *numbers) == (url, 12.5, 9, 3)
     assert not settings.is_sqlite
+    assert settings_from_env({"HOME": "/h"}).request_threads == 1
 
 
 @pytest.mark.parametrize(
@@ -58,6 +57,8 @@ def test_database_url_and_numbers_from_the_environment() -> None:
         ({"PCIFLEET_CLAIM_RETRIES": "2.5"}, "PCIFLEET_CLAIM_RETRIES"),
         ({"PCIFLEET_HEARTBEAT_TIMEOUT": "0"}, "heartbeat_timeout_s"),
         ({"PCIFLEET_CLAIM_RETRIES": "-1"}, "claim_retries"),
+        ({"PCIFLEET_REQUEST_THREADS": "many"}, "PCIFLEET_REQUEST_THREADS"),
+        ({"PCIFLEET_REQUEST_THREADS": "0"}, "request_threads"),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], field: str) -> None:

@@ -36,6 +36,7 @@ from pcifleet.control.settings import (
     ENV_MIXED_VNIC_POLICY,
     ENV_NETWORK_VLAN_RANGES,
     ENV_NETWORK_VNI_RANGES,
+    ENV_REQUEST_THREADS,
     Settings,
     settings_from_env,
 )
@@ -123,6 +124,15 @@ def server(
         typer.Option(help="Load device groups from this file at start (TOML/YAML/Nova JSON)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    request_threads: Annotated[
+        int | None,
+        typer.Option(
+            "--request-threads",
+            min=1,
+            help="Requests each server process runs at once; the others wait in line"
+            " ($PCIFLEET_REQUEST_THREADS, default 1: scale with --workers).",
+        ),
+    ] = None,
     vlan_ranges: Annotated[
         str | None,
         typer.Option(
@@ -155,6 +165,8 @@ def server(
     out = Output()
     mode = AuthMode.SINGLE_USER if single_user else AuthMode.TOKENS
     overrides = network_overrides(vlan_ranges, vni_ranges, mac_prefix, mixed_vnic_policy)
+    if request_threads is not None:
+        overrides[ENV_REQUEST_THREADS] = str(request_threads)
     with failures(out):
         services = open_services(data_dir, database_url, overrides)
         if groups is not None:
@@ -181,6 +193,7 @@ def _serve_workers(
     os.environ[ENV_DATABASE_URL] = services.settings.database_url
     os.environ[ENV_AUTH_MODE] = mode.value
     os.environ.update(network_environ(services.settings))
+    os.environ[ENV_REQUEST_THREADS] = str(services.settings.request_threads)
     services.close()
     uvicorn.run(
         "pcifleet.control.api.app:app_from_env",

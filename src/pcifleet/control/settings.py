@@ -28,6 +28,7 @@ ENV_NETWORK_VLAN_RANGES: Final = "PCIFLEET_NETWORK_VLAN_RANGES"
 ENV_NETWORK_VNI_RANGES: Final = "PCIFLEET_NETWORK_VNI_RANGES"
 ENV_MAC_PREFIX: Final = "PCIFLEET_MAC_PREFIX"
 ENV_MIXED_VNIC_POLICY: Final = "PCIFLEET_MIXED_VNIC_POLICY"
+ENV_REQUEST_THREADS: Final = "PCIFLEET_REQUEST_THREADS"
 
 DEFAULT_HEARTBEAT_TIMEOUT_S: Final = 60.0
 DEFAULT_CLAIM_RETRIES: Final = 5
@@ -36,6 +37,12 @@ DEFAULT_CLAIM_RETRIES: Final = 5
 #: packing on small fleets). Concurrent claims spread anyway: they skip hosts another claim
 #: holds or another process changed (pcifleet.control.scheduler.scheduler)
 DEFAULT_HOST_SUBSET_SIZE: Final = 1
+#: requests a serving process runs at once (the others wait in line, first come first
+#: served). Claims are CPU-bound Python: threads of one process only share its interpreter
+#: lock, and interleaving them stretches every request (on the 2-core machine of
+#: benchmarks/http_boot.py, 1 gave ~30% more boots/s than 40 and a shorter tail); scale with
+#: ``--workers`` instead
+DEFAULT_REQUEST_THREADS: Final = 1
 DATABASE_FILE: Final = "pcifleet.db"
 #: host order: fill hosts first (pack) or use the emptiest first (spread)
 WEIGHERS: Final = ("pack", "spread")
@@ -84,6 +91,8 @@ class Settings:
     mac_prefix: str = DEFAULT_MAC_PREFIX
     #: allow | warn | deny an instance mixing vnic types that migrate differently
     mixed_vnic_policy: str = DEFAULT_MIXED_VNIC_POLICY
+    #: requests one serving process runs at once (see :data:`DEFAULT_REQUEST_THREADS`)
+    request_threads: int = DEFAULT_REQUEST_THREADS
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -102,10 +111,12 @@ class Settings:
             raise InvalidSetting(
                 "must be zero or a positive integer", field="claim_retries", rule="range"
             )
-        if self.host_subset_size < 1:
-            raise InvalidSetting(
-                "must be a positive integer", field="host_subset_size", rule="range"
-            )
+        for name, count in (
+            ("host_subset_size", self.host_subset_size),
+            ("request_threads", self.request_threads),
+        ):
+            if count < 1:
+                raise InvalidSetting("must be a positive integer", field=name, rule="range")
         self._check_network()
 
     def _check_network(self) -> None:
@@ -162,6 +173,7 @@ def settings_from_env(
         network_vni_ranges=_text(environ, ENV_NETWORK_VNI_RANGES, DEFAULT_NETWORK_VNI_RANGES),
         mac_prefix=_text(environ, ENV_MAC_PREFIX, DEFAULT_MAC_PREFIX).lower(),
         mixed_vnic_policy=_text(environ, ENV_MIXED_VNIC_POLICY, DEFAULT_MIXED_VNIC_POLICY).lower(),
+        request_threads=int(_number(environ, ENV_REQUEST_THREADS, DEFAULT_REQUEST_THREADS, True)),
     )
 
 

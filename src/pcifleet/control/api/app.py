@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
@@ -69,31 +71,53 @@ def create_app(
 
 
 def _reaper(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    interval = max(1.0, services.settings.heartbeat_timeout_s / 3)
-
-    async def reap_forever() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                down = await run_in_threadpool(services.inventory.mark_down_stale)
-            except errors.DATABASE_DOWN as exc:
-                log.warning("heartbeat check skipped, database unavailable: %s", type(exc).__name__)
-                continue
-            if down:
-                log.warning("hosts marked down (no heartbeat): %s", ", ".join(down))
+    """The serving lifespan: settle, then beat the heartbeat check and the index catch-up."""
+    heartbeat_s = max(1.0, services.settings.heartbeat_timeout_s / 3)
+    scheduler = services.instances.scheduler
+    beats = {
+        "heartbeat check": (heartbeat_s, _mark_down(services)),
+        "index catch-up": (scheduler.options.refresh_interval_s, scheduler.follow),
+    }
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_settle, services)
-        task = asyncio.create_task(reap_forever())
+        # sync endpoints run in anyio's default pool: this many at once, the others in line
+        requests = anyio.to_thread.current_default_thread_limiter()
+        requests.total_tokens = services.settings.request_threads
+        tasks = [asyncio.create_task(_beat(n, s, work)) for n, (s, work) in beats.items()]
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await asyncio.gather(*tasks)
 
     return lifespan
+
+
+def _mark_down(services: Services) -> Callable[[], None]:
+    def mark() -> None:
+        down = services.inventory.mark_down_stale()
+        if down:
+            log.warning("hosts marked down (no heartbeat): %s", ", ".join(down))
+
+    return mark
+
+
+async def _beat(name: str, interval_s: float, work: Callable[[], object]) -> None:
+    """Run ``work`` in a worker thread every ``interval_s`` until cancelled; a round that fails
+    is logged and the next one runs (a beat that died would silently stop the work)."""
+    own = anyio.CapacityLimiter(1)  # not the requests' pool: a beat never waits in their line
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await anyio.to_thread.run_sync(work, limiter=own)
+        except errors.DATABASE_DOWN as exc:
+            log.warning("%s skipped, database unavailable: %s", name, type(exc).__name__)
+        except Exception:
+            log.exception("%s failed; it runs again in %.1f s", name, interval_s)
 
 
 def _settle(services: Services) -> None:
