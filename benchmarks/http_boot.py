@@ -7,8 +7,15 @@ concurrent client threads. Reports boots/s and p50/p99 latency of the successful
 checks the database with the audit afterwards, prints a table and one JSON line last.
 
     .venv/bin/python benchmarks/http_boot.py [--workers 1 4] [--hosts 200] [--boots 2000]
+        [--layout workers|servers|both]
 
 Target: >= 200 boots/s with 4 processes, p99 <= 100 ms.
+
+Layouts: ``workers`` (default) is one ``pcifleet server --workers N``: its processes share one
+listening socket and the kernel hands each of the 16 keep-alive connections to whichever
+accepts first, so one process often holds 5 or 6 of them and its clients wait longer.
+``servers`` is N ``pcifleet server`` processes on their own ports with the clients spread
+evenly over them, as behind an L4 round-robin load balancer (4 connections each).
 
 ``cpu_ms_per_boot`` splits the CPU time spent during the measured load between the controller
 processes, the PostgreSQL backends serving this database, and this process (the load
@@ -48,26 +55,31 @@ ADMIN_URL = os.environ.get(
 )
 
 
-def measure(workers: int, hosts: int, boots: int, concurrency: int, tmp: Path) -> dict[str, Any]:
+def measure(
+    workers: int, hosts: int, boots: int, concurrency: int, tmp: Path, layout: str = "workers"
+) -> dict[str, Any]:
     url = create_database(ADMIN_URL, "pcifleet_bench")
-    controller = None
+    controllers: list[Controller] = []
     try:
         services = build_services(Settings(tmp, url), migrate_schema=True)
         seed_fleet(services.engine, hosts)
         token = create_catalog(services)
-        controller = Controller(url, tmp / f"w{workers}", workers=workers).start()
-        controller.wait_healthy()
-        run_load([controller.url], token, boot_plan(concurrency * 4, seed=1), concurrency=4)
-        assert controller.process is not None
-        parts = _parts(controller.process.pid, str(make_url(url).database))
-        before = {name: _cpu(procs) for name, procs in parts.items()}
-        result = run_load([controller.url], token, boot_plan(boots), concurrency=concurrency)
-        parts = _parts(controller.process.pid, str(make_url(url).database))
+        controllers = _start(url, tmp / f"{layout}{workers}", workers, layout)
+        urls = [controller.url for controller in controllers]
+        pinned = layout == "servers"
+        run_load(urls, token, boot_plan(concurrency * 4, seed=1), concurrency=4, pinned=pinned)
+        pids = [controller.process.pid for controller in controllers if controller.process]
+        database = str(make_url(url).database)
+        before = {name: _cpu(procs) for name, procs in _parts(pids, database).items()}
+        load = boot_plan(boots)
+        result = run_load(urls, token, load, concurrency=concurrency, pinned=pinned)
+        parts = _parts(pids, database)
         spent = {name: _cpu(procs) - before.get(name, 0.0) for name, procs in parts.items()}
         report = audit_database(services.engine)
         services.close()
         return {
             "workers": workers,
+            "layout": layout,
             "boots": sum(len(v) for v in result.latencies.values()),
             "seconds": round(result.elapsed_s, 2),
             "boots_per_s": round(result.rate(), 1),
@@ -80,24 +92,37 @@ def measure(workers: int, hosts: int, boots: int, concurrency: int, tmp: Path) -
             "audit_violations": len(report.violations),
         }
     finally:
-        if controller is not None:
+        for controller in controllers:
             controller.stop()
         drop_database(ADMIN_URL, url)
 
 
-def _parts(controller_pid: int, database: str) -> dict[str, list[psutil.Process]]:
+def _start(url: str, data_dir: Path, processes: int, layout: str) -> list[Controller]:
+    """One ``pcifleet server --workers N`` (layout "workers"), or N ``pcifleet server``
+    processes on their own ports (layout "servers"); healthy when this returns."""
+    if layout == "workers":
+        controllers = [Controller(url, data_dir, workers=processes)]
+    else:
+        controllers = [Controller(url, data_dir / str(i)) for i in range(processes)]
+    for controller in controllers:
+        controller.start()
+    for controller in controllers:
+        controller.wait_healthy()
+    return controllers
+
+
+def _parts(controller_pids: list[int], database: str) -> dict[str, list[psutil.Process]]:
     """The processes whose CPU time is accounted: controllers, PostgreSQL backends, clients."""
-    root = psutil.Process(controller_pid)
+    controllers = []
+    for pid in controller_pids:
+        root = psutil.Process(pid)
+        controllers += [root, *root.children(recursive=True)]
     backends = []
     for process in psutil.process_iter(["name", "cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or ())
         if process.info["name"] == "postgres" and f" {database} " in f"{cmdline} ":
             backends.append(process)
-    return {
-        "controllers": [root, *root.children(recursive=True)],
-        "postgres": backends,
-        "clients": [psutil.Process()],
-    }
+    return {"controllers": controllers, "postgres": backends, "clients": [psutil.Process()]}
 
 
 def _cpu(processes: Iterable[psutil.Process]) -> float:
@@ -118,21 +143,28 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=200)
     parser.add_argument("--boots", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--layout", choices=("workers", "servers", "both"), default="workers")
     args = parser.parse_args()
+    layouts = ("workers", "servers") if args.layout == "both" else (args.layout,)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in args.workers:
-            began = time.perf_counter()
-            rows.append(measure(workers, args.hosts, args.boots, args.concurrency, Path(tmp)))
-            print(f"{workers} processes: {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        for layout in layouts:
+            for workers in args.workers:
+                began = time.perf_counter()
+                row = measure(workers, args.hosts, args.boots, args.concurrency, Path(tmp), layout)
+                rows.append(row)
+                print(
+                    f"{workers} processes ({layout}): {time.perf_counter() - began:.0f} s",
+                    file=sys.stderr,
+                )
     print(
-        f"{'processes':>9} {'boots':>6} {'boots/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'audit':>6}"
-        "  CPU ms/boot: controllers postgres clients"
+        f"{'processes':>9} {'layout':>8} {'boots':>6} {'boots/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'audit':>6}  CPU ms/boot: controllers postgres clients"
     )
     for row in rows:
         cpu = row["cpu_ms_per_boot"]
         print(
-            f"{row['workers']:>9} {row['boots']:>6} {row['boots_per_s']:>8} "
+            f"{row['workers']:>9} {row['layout']:>8} {row['boots']:>6} {row['boots_per_s']:>8} "
             f"{row['p50_ms']:>7} {row['p99_ms']:>7} {row['audit_violations']:>6}"
             f"  {cpu['controllers']:>24} {cpu['postgres']:>8} {cpu['clients']:>7}"
         )

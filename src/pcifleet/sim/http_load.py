@@ -15,6 +15,7 @@ boot benchmark (``benchmarks/http_boot.py``) share this.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import http.client
 import json
 import math
@@ -444,21 +445,33 @@ def run_load(
     timeout_s: float = 30.0,
     result: LoadResult | None = None,
     seed: int = 3,
+    pinned: bool = False,
 ) -> LoadResult:
-    """Send ``ops`` from ``concurrency`` threads, request i to ``urls[i % len(urls)]``.
+    """Send ``ops`` from ``concurrency`` threads, request i to ``urls[i % len(urls)]``; with
+    ``pinned``, client k sends all its requests to ``urls[k % len(urls)]`` instead (each
+    controller gets an even share of the clients' connections, as behind an L4 round-robin
+    balancer).
 
     ``result`` carries the guests of an earlier run over (deletes pick among them).
     """
     chosen = result or LoadResult()
     shared = _Shared(ops, chosen, seed)
+    targets = [[urls[k % len(urls)]] if pinned else urls for k in range(concurrency)]
     threads = [
-        threading.Thread(target=_client_loop, args=(urls, token, shared, timeout_s), daemon=True)
-        for _ in range(concurrency)
+        threading.Thread(target=_client_loop, args=(mine, token, shared, timeout_s), daemon=True)
+        for mine in targets
     ]
+    # the collector's full passes over this process's heap (the seeded fleet, SQLAlchemy)
+    # took ~90 ms and stalled every client thread at once: measured as the controllers' p99
+    gc.collect()
+    gc.freeze()
     began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        gc.unfreeze()
     chosen.elapsed_s = time.perf_counter() - began
     return chosen
