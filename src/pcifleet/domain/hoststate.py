@@ -274,13 +274,18 @@ def release(host: HostState, instance_id: str) -> HostState:
     placement = host.placements.get(instance_id)
     if placement is None:
         raise NotFound(f"instance {instance_id} has no placement on host {host.name}")
+    return _account(free_held(host, instance_id, placement.all_devices), placement, -1)
+
+
+def free_held(host: HostState, instance_id: str, addresses: Iterable[PciAddress]) -> HostState:
+    """Free those of ``addresses`` the instance still holds (their relatives restored); the
+    others (gone, or taken over meanwhile) are left alone. CPU and memory are not touched."""
     # freeing one device re-derives only its relatives' following states, never a held one:
-    # which of the guest's devices it still holds can be read off before any is freed
+    # which of them the guest still holds can be read off before any is freed
     devices = host.devices
     held = [
         address
-        for address in placement.all_devices
+        for address in addresses
         if (d := devices.get(address)) is not None and d.state in HELD and d.owner == instance_id
     ]
-    host = host.transitions((address, Operation.FREE, instance_id) for address in held)
-    return _account(host, placement, -1)
+    return host.transitions((address, Operation.FREE, instance_id) for address in held)

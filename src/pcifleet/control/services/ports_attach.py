@@ -44,10 +44,10 @@ from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device_fit import choose_devices
 from pcifleet.domain.errors import InvalidInput, NotFound
 from pcifleet.domain.flavor import Flavor
-from pcifleet.domain.hoststate import HostState
+from pcifleet.domain.hoststate import HostState, free_held
 from pcifleet.domain.placement import FitFailure, FitOptions, InstanceRequest, Placement
 from pcifleet.domain.request import DeviceRequest, NumaPolicy, RequesterKind
-from pcifleet.domain.state import HELD, Operation
+from pcifleet.domain.state import Operation
 from pcifleet.network.errors import InstanceNotRunning, NoDeviceOnHost, PortInUse
 from pcifleet.network.policy import check_mixed_vnic_types
 
@@ -67,9 +67,8 @@ def with_devices(
     view: HostState, placement: Placement, group: tuple[PciAddress, ...]
 ) -> tuple[HostState, Placement]:
     """The host with ``group`` allocated to the placement's instance, as one more request."""
-    host = view
-    for address in group:
-        host = host.transition(address, Operation.ALLOCATE, placement.instance_id)
+    owner = placement.instance_id
+    host = view.transitions((address, Operation.ALLOCATE, owner) for address in group)
     grown = replace(placement, devices=(*placement.devices, group))
     return _placed(host, grown), grown
 
@@ -78,11 +77,7 @@ def without_request(
     view: HostState, placement: Placement, index: int
 ) -> tuple[HostState, Placement]:
     """The host with the devices of request ``index`` freed (their relatives restored)."""
-    host = view
-    for address in placement.devices[index]:
-        device = host.devices.get(address)
-        if device is not None and device.state in HELD and device.owner == placement.instance_id:
-            host = host.transition(address, Operation.FREE, placement.instance_id)
+    host = free_held(view, placement.instance_id, placement.devices[index])
     kept = placement.devices[:index] + placement.devices[index + 1 :]
     shrunk = replace(placement, devices=kept)
     return _placed(host, shrunk), shrunk
