@@ -58,7 +58,8 @@ usable_sets = st.lists(st.frozensets(st.integers(0, 4)), min_size=2, max_size=2)
 def test_passes_agrees_with_reject(
     host: HostSummary, request: InstanceRequest, usable: list[frozenset[int]]
 ) -> None:
-    check = RequestFilter(request, tuple(usable[: len(request.device_requests)]))
+    labels = tuple(f"request {i}" for i in range(len(request.device_requests)))
+    check = RequestFilter(request, tuple(usable[: len(request.device_requests)]), labels)
     assert check.passes(host) == (check.reject(host) is None)
 
 

@@ -58,10 +58,10 @@ def _schedulable(state: str, disabled: bool) -> bool:
 
 
 _HOSTS = Base.metadata.tables["hosts"]
-#: built once: Core statements skip the ORM's per-call compilation (a claim runs it per host)
-_HEAD = select(
-    _HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation, _HOSTS.c.state, _HOSTS.c.disabled
-).where(_HOSTS.c.id == bindparam("host_id"))
+#: built once: Core statements skip the ORM's per-call compilation (a claim runs _HEAD per
+#: host, every catch-up runs _HEADS)
+_HEADS = select(_HOSTS.c.id, _HOSTS.c.name, _HOSTS.c.generation, _HOSTS.c.state, _HOSTS.c.disabled)
+_HEAD = _HEADS.where(_HOSTS.c.id == bindparam("host_id"))
 
 
 def read_head(session: Session, host_id: str) -> HostHead | None:
@@ -73,9 +73,7 @@ def read_head(session: Session, host_id: str) -> HostHead | None:
 
 def read_heads(session: Session) -> list[HostHead]:
     """Every host's head (the index's catch-up query: a few columns per host)."""
-    rows = session.execute(
-        select(HostRow.id, HostRow.name, HostRow.generation, HostRow.state, HostRow.disabled)
-    )
+    rows = session.connection().execute(_HEADS)
     return [HostHead(r[0], r[1], r[2], _schedulable(r[3], r[4])) for r in rows]
 
 

@@ -183,6 +183,8 @@ class RequestFilter:
 
     request: InstanceRequest
     usable: tuple[frozenset[int], ...]
+    #: each device request's noun phrase (a failed claim words a rejection for every host)
+    labels: tuple[str, ...]
 
     @property
     def wants_devices(self) -> bool:
@@ -219,7 +221,7 @@ class RequestFilter:
             have = host.free_in(usable)
             if have < device_request.count:
                 message = (
-                    f"spec: {have} free devices match {label(device_request)}, "
+                    f"spec: {have} free devices match {self.labels[i]}, "
                     f"{device_request.count} needed"
                 )
                 return HostOutcome(
@@ -423,7 +425,7 @@ class CandidateIndex:
 
     def prepare(self, request: InstanceRequest) -> RequestFilter:
         usable = tuple(self._registry.usable(r.alternatives) for r in request.device_requests)
-        return RequestFilter(request, usable)
+        return RequestFilter(request, usable, tuple(label(r) for r in request.device_requests))
 
     def ordered(self, wants_devices: bool) -> list[tuple[HostSummary, Weight]]:
         """Every host in weigher order (a snapshot), with its weight."""

@@ -142,15 +142,26 @@ def summarize(
 ) -> Summary:
     """Group ``outcomes`` (in the order hosts were tried) and write the failure sentence."""
     groups: dict[tuple[bool, str | None, int | None, str], list[HostOutcome]] = {}
+    phrases: dict[tuple[bool, str | None, int | None, str], str] = {}
     for outcome in outcomes:
-        key = (outcome.passed, outcome.stage, outcome.request_index, phrase(request, outcome))
-        groups.setdefault(key, []).append(outcome)
+        # a device or a down host's phrase depends on its group alone: worded once per group
+        kind = (outcome.passed, outcome.stage, outcome.request_index, _wording(outcome))
+        text = phrases.get(kind)
+        if text is None:
+            text = phrases[kind] = phrase(request, outcome)
+        groups.setdefault((*kind[:3], text), []).append(outcome)
     built = [
         OutcomeGroup(passed, stage, index, text, len(members), tuple(members[:examples]))
         for (passed, stage, index, text), members in groups.items()
     ]
     built.sort(key=lambda g: (not g.passed, _stage_rank(g.stage), g.request_index or 0, -g.count))
     return Summary(len(outcomes), tuple(built), _sentence(len(outcomes), built))
+
+
+def _wording(outcome: HostOutcome) -> str:
+    """What of ``outcome`` besides its group decides its phrase: a resource message's."""
+    resources = outcome.stage == RESOURCES or outcome.request_index is None
+    return outcome.message if resources and not outcome.passed else ""
 
 
 def _stage_rank(stage: str | None) -> int:
