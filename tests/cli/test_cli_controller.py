@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -118,3 +121,61 @@ def test_server_serves_the_api_over_a_socket(tmp_path: Path, workers: int) -> No
         with PcifleetClient(url, "wrong") as stranger, pytest.raises(Unauthorized):
             stranger.list_groups()
     assert process.returncode is not None
+
+
+@pytest.mark.slow
+def test_server_workers_share_kept_open_connections_evenly(tmp_path: Path) -> None:
+    # 8 clients keep their connection open; the kernel spreads them over the 2 workers as it
+    # likes, and a worker over its share closes one connection at a time until each holds 4
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _serve(tmp_path, port, 2) as process:
+        _wait_healthy(url, process)
+        tables = list((tmp_path / "run").glob("workers-*.table"))
+        assert len(tables) == 1
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(8)]
+        closes = _keep_asking(connections, seconds=3.0)
+        held = sorted(_established(worker, port) for worker in _workers(process.pid))
+        for connection in connections:
+            connection.close()
+    assert held == [4, 4], f"connections per worker: {held} ({closes} closed by the server)"
+    assert not tables[0].exists()  # the server removed its table when it stopped
+
+
+def _keep_asking(connections: list[http.client.HTTPConnection], seconds: float) -> int:
+    """A thread per connection sends health checks for ``seconds``; the connections stay
+    open. How many responses said ``Connection: close``."""
+    closes = []
+    stop = time.monotonic() + seconds
+
+    def ask(connection: http.client.HTTPConnection) -> None:
+        while time.monotonic() < stop:
+            connection.request("GET", "/v1/health")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            if response.getheader("connection") == "close":
+                closes.append(1)
+                connection.connect()  # reopen now: the count is taken while connected
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=ask, args=(c,)) for c in connections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(closes)
+
+
+def _workers(server_pid: int) -> list[psutil.Process]:
+    return [
+        p for p in psutil.Process(server_pid).children() if "spawn_main" in " ".join(p.cmdline())
+    ]
+
+
+def _established(process: psutil.Process, port: int) -> int:
+    return sum(
+        1
+        for c in process.net_connections(kind="tcp")
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+    )

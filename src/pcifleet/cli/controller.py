@@ -25,6 +25,7 @@ from pcifleet.cli.connect import AsJson
 from pcifleet.cli.output import Column, Output, failures
 from pcifleet.control.api.app import ENV_AUTH_MODE, create_app
 from pcifleet.control.api.auth import SINGLE_USER_WARNING, AuthMode
+from pcifleet.control.api.balance import ENV_WORKER_TABLE, WorkerTable
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.services.groups import read_groups_file
 from pcifleet.control.services.principal import Role
@@ -178,7 +179,8 @@ def server(
     database = services.engine.url.render_as_string()
     out.note(f"pcifleet controller on http://{host}:{port} (database {database})")
     if workers == 1:
-        app = create_app(services, auth_mode=mode, reap_heartbeats=True)
+        slots = services.settings.request_threads
+        app = create_app(services, auth_mode=mode, reap_heartbeats=True, request_slots=slots)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         services.close()
     else:
@@ -194,15 +196,21 @@ def _serve_workers(
     os.environ[ENV_AUTH_MODE] = mode.value
     os.environ.update(network_environ(services.settings))
     os.environ[ENV_REQUEST_THREADS] = str(services.settings.request_threads)
+    run_dir = services.settings.data_dir / "run"
+    table = WorkerTable.create(run_dir / f"workers-{os.getpid()}.table")
+    os.environ[ENV_WORKER_TABLE] = str(table)
     services.close()
-    uvicorn.run(
-        "pcifleet.control.api.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-    )
+    try:
+        uvicorn.run(
+            "pcifleet.control.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )
+    finally:
+        table.unlink(missing_ok=True)
 
 
 @token_app.command("create")

@@ -37,9 +37,10 @@ DEFAULT_CLAIM_RETRIES: Final = 5
 #: packing on small fleets). Concurrent claims spread anyway: they skip hosts another claim
 #: holds or another process changed (pcifleet.control.scheduler.scheduler)
 DEFAULT_HOST_SUBSET_SIZE: Final = 1
-#: requests a serving process runs at once (the others wait in line, first come first
-#: served). Claims are CPU-bound Python: threads of one process only share its interpreter
-#: lock, and interleaving them stretches every request (on the 2-core machine of
+#: HTTP requests a serving process runs at once, each from its arrival to its response (the
+#: others wait in line, first come first served: pcifleet.control.api.slots). Claims are
+#: CPU-bound Python: threads of one process only share its interpreter lock, and
+#: interleaving them stretches every request (on the 2-core machine of
 #: benchmarks/http_boot.py, 1 gave ~30% more boots/s than 40 and a shorter tail); scale with
 #: ``--workers`` instead
 DEFAULT_REQUEST_THREADS: Final = 1

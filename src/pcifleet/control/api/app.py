@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import os
+import random
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -26,11 +27,16 @@ from starlette.concurrency import run_in_threadpool
 from pcifleet import __version__
 from pcifleet.control.api import errors, routes
 from pcifleet.control.api.auth import AppState, AuthMode, attach_state
+from pcifleet.control.api.balance import ConnectionBalance, Rebalance, table_from_env
 from pcifleet.control.api.schemas.common import ErrorDocument
+from pcifleet.control.api.slots import RequestSlots
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.settings import settings_from_env
 
 log = logging.getLogger(__name__)
+
+#: how often a worker of several rewrites its connection count (it is gone after STALE_S)
+BALANCE_BEAT_S = 0.5
 
 #: environment variable the ``server`` command sets for its workers
 ENV_AUTH_MODE = "PCIFLEET_AUTH_MODE"
@@ -47,6 +53,8 @@ def create_app(
     auth_mode: AuthMode | str = AuthMode.TOKENS,
     extra_routes: Iterable[routes.Route] = (),
     reap_heartbeats: bool = False,
+    request_slots: int | None = None,
+    balance: ConnectionBalance | None = None,
 ) -> FastAPI:
     """The API over ``services``; ``auth_mode="single-user"`` disables authentication.
 
@@ -54,6 +62,10 @@ def create_app(
     ``reap_heartbeats`` runs, while a server serves the app, a task that marks hosts down when
     their heartbeats stop (every process may run it: the update is idempotent); such a serving
     process also loads the scheduler's index before the first request (:func:`_settle`).
+    ``request_slots`` runs that many HTTP requests at once, the others in line
+    (:mod:`~pcifleet.control.api.slots`; a server passes ``Settings.request_threads``);
+    None: no limit. ``balance``: a worker of ``server --workers N`` moves clients to the
+    other workers when it holds more than its share (:mod:`~pcifleet.control.api.balance`).
     """
     app = FastAPI(
         title="pcifleet",
@@ -61,30 +73,36 @@ def create_app(
         summary="PCI passthrough and SR-IOV devices across a fleet of virtualization hosts",
         docs_url="/docs",
         redoc_url=None,
-        lifespan=_reaper(services) if reap_heartbeats else None,
+        lifespan=_reaper(services, balance) if reap_heartbeats else None,
     )
     attach_state(app, AppState(services, AuthMode(auth_mode)))
     errors.install(app)
     routes.install(app, (*routes.ROUTES, *extra_routes))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if request_slots is not None:
+        app.add_middleware(RequestSlots, slots=request_slots)
+    if balance is not None:  # outside the slots: a client counts from its arrival
+        app.add_middleware(Rebalance, balance=balance)
     return app
 
 
-def _reaper(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The serving lifespan: settle, then beat the heartbeat check and the index catch-up."""
+def _reaper(
+    services: Services, balance: ConnectionBalance | None = None
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The serving lifespan: settle, then beat the heartbeat check, the index catch-up and
+    (a worker of several) the connection count the other workers read."""
     heartbeat_s = max(1.0, services.settings.heartbeat_timeout_s / 3)
     scheduler = services.instances.scheduler
-    beats = {
+    beats: dict[str, tuple[float, Callable[[], object]]] = {
         "heartbeat check": (heartbeat_s, _mark_down(services)),
         "index catch-up": (scheduler.options.refresh_interval_s, scheduler.follow),
     }
+    if balance is not None:
+        beats["connection count"] = (BALANCE_BEAT_S, balance.publish)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_settle, services)
-        # sync endpoints run in anyio's default pool: this many at once, the others in line
-        requests = anyio.to_thread.current_default_thread_limiter()
-        requests.total_tokens = services.settings.request_threads
         tasks = [asyncio.create_task(_beat(n, s, work)) for n, (s, work) in beats.items()]
         try:
             yield
@@ -107,11 +125,16 @@ def _mark_down(services: Services) -> Callable[[], None]:
 
 
 async def _beat(name: str, interval_s: float, work: Callable[[], object]) -> None:
-    """Run ``work`` in a worker thread every ``interval_s`` until cancelled; a round that fails
-    is logged and the next one runs (a beat that died would silently stop the work)."""
+    """Run ``work`` in a worker thread about every ``interval_s`` until cancelled; a round that
+    fails is logged and the next one runs (a beat that died would silently stop the work).
+
+    Each pause is drawn from 0.5-1.5 x ``interval_s``: the worker processes of one server
+    start together, and their index catch-ups (each replaying the others' claims) ran in
+    step, taking the CPU from every process's requests at once."""
     own = anyio.CapacityLimiter(1)  # not the requests' pool: a beat never waits in their line
+    jitter = random.Random()
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(interval_s * jitter.uniform(0.5, 1.5))
         try:
             await anyio.to_thread.run_sync(work, limiter=own)
         except errors.DATABASE_DOWN as exc:
@@ -160,4 +183,9 @@ def app_from_env() -> FastAPI:
     settings = settings_from_env(os.environ)
     services = build_services(settings)
     mode = os.environ.get(ENV_AUTH_MODE, AuthMode.TOKENS)
-    return create_app(services, auth_mode=mode, reap_heartbeats=True)
+    slots = services.settings.request_threads
+    table = table_from_env(os.environ)
+    balance = None if table is None else ConnectionBalance(table)
+    return create_app(
+        services, auth_mode=mode, reap_heartbeats=True, request_slots=slots, balance=balance
+    )
