@@ -70,9 +70,7 @@ def test_an_uneven_split_is_evened_out_one_client_at_a_time(table_path: Path) ->
         port += count
     moved = 0
     while True:  # each client sent away reconnects to the least loaded worker
-        away = [
-            w for w in workers if any(w.send_away(("127.0.0.1", p)) for p in range(port))
-        ]
+        away = [w for w in workers if any(w.send_away(("127.0.0.1", p)) for p in range(port))]
         if not away:
             break
         for _ in away:
