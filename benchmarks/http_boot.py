@@ -13,9 +13,10 @@ Target: >= 200 boots/s with 4 processes, p99 <= 100 ms.
 
 Layouts: ``workers`` (default) is one ``pcifleet server --workers N``: its processes share one
 listening socket and the kernel hands each of the 16 keep-alive connections to whichever
-accepts first, so one process often holds 5 or 6 of them and its clients wait longer.
-``servers`` is N ``pcifleet server`` processes on their own ports with the clients spread
-evenly over them, as behind an L4 round-robin load balancer (4 connections each).
+accepts first (often 6/5/3/2); the workers then even them out themselves
+(:mod:`pcifleet.control.api.balance`). ``servers`` is N ``pcifleet server`` processes on
+their own ports with the clients spread evenly over them, as behind an L4 round-robin load
+balancer (4 connections each).
 
 ``cpu_ms_per_boot`` splits the CPU time spent during the measured load between the controller
 processes, the PostgreSQL backends serving this database, and this process (the load
