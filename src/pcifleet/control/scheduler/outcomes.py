@@ -130,9 +130,15 @@ def phrase(request: InstanceRequest, outcome: HostOutcome) -> str:
         return "passed"
     if outcome.stage == DOWN:
         return "down or disabled"
-    if outcome.stage == RESOURCES or outcome.request_index is None:
+    if _by_message(outcome):
         return _resource_kind(outcome.message)
     return _device_phrase(request, outcome, request.guest_nodes)
+
+
+def _by_message(outcome: HostOutcome) -> bool:
+    """Whether the phrase of a failed ``outcome`` comes from its message (resources), not
+    from its stage and device request alone."""
+    return outcome.stage == RESOURCES or outcome.request_index is None
 
 
 def summarize(
@@ -160,8 +166,7 @@ def summarize(
 
 def _wording(outcome: HostOutcome) -> str:
     """What of ``outcome`` besides its group decides its phrase: a resource message's."""
-    resources = outcome.stage == RESOURCES or outcome.request_index is None
-    return outcome.message if resources and not outcome.passed else ""
+    return outcome.message if _by_message(outcome) and not outcome.passed else ""
 
 
 def _stage_rank(stage: str | None) -> int:
