@@ -27,16 +27,13 @@ from starlette.concurrency import run_in_threadpool
 from pcifleet import __version__
 from pcifleet.control.api import errors, routes
 from pcifleet.control.api.auth import AppState, AuthMode, attach_state
-from pcifleet.control.api.balance import ConnectionBalance, Rebalance, table_from_env
+from pcifleet.control.api.balance import BEAT_S, ConnectionBalance, Rebalance, table_from_env
 from pcifleet.control.api.schemas.common import ErrorDocument
 from pcifleet.control.api.slots import RequestSlots
 from pcifleet.control.container import Services, build_services
 from pcifleet.control.settings import settings_from_env
 
 log = logging.getLogger(__name__)
-
-#: how often a worker of several rewrites its connection count (it is gone after STALE_S)
-BALANCE_BEAT_S = 0.5
 
 #: environment variable the ``server`` command sets for its workers
 ENV_AUTH_MODE = "PCIFLEET_AUTH_MODE"
@@ -98,7 +95,7 @@ def _reaper(
         "index catch-up": (scheduler.options.refresh_interval_s, scheduler.follow),
     }
     if balance is not None:
-        beats["connection count"] = (BALANCE_BEAT_S, balance.publish)
+        beats["connection count"] = (BEAT_S, balance.publish)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -34,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ENV_WORKER_TABLE: Final = "PCIFLEET_WORKER_TABLE"
 #: a client that sent nothing for this long no longer counts as a connection here
 ACTIVE_S: Final = 2.0
+#: how often a worker rewrites its row, idle or not (the serving lifespan's beat)
+BEAT_S: Final = 0.5
 #: a worker whose row is older than this is gone (a live one writes every beat)
 STALE_S: Final = 3.0
 #: rows of the table: more workers than any server runs
@@ -89,9 +91,6 @@ class WorkerTable:
             if pid and number != row and now - written <= STALE_S
         ]
 
-    def close(self) -> None:
-        self._map.close()
-
 
 class ConnectionBalance:
     """This worker's side: which clients it serves, and whether to send one elsewhere."""
@@ -134,10 +133,12 @@ class ConnectionBalance:
         """True when ``client``'s connection should close after this response: this
         worker holds more than its fair share and another holds less. The client is
         forgotten here (it reconnects, wherever the kernel puts it)."""
-        others = self._table.others(self._row, self._clock())
-        mine = self.connections
-        if not others or client not in self._clients:
+        if client not in self._clients:
             return False
+        others = self._table.others(self._row, self._clock())
+        if not others:
+            return False
+        mine = self.connections
         total = mine + sum(others)
         workers = len(others) + 1
         over = mine > -(-total // workers)
