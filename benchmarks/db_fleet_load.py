@@ -17,95 +17,27 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import insert
 
 from pcifleet.control.db.engine import create_db_engine, make_sessionmaker, migrate
 from pcifleet.control.db.fleet import iter_fleet
-from pcifleet.control.db.models import DeviceRow, HostRow
-from pcifleet.control.db.repo import cells_to_json, device_facts
 from pcifleet.control.services.inventory import InventoryReport, InventoryService
 from pcifleet.control.settings import Settings
 from pcifleet.domain.address import PciAddress
 from pcifleet.domain.device import Device, DeviceType
-from pcifleet.domain.numa import NumaCell
-from pcifleet.domain.tags import Tags
-
-NICS = (("0000:18:00.0", "physnet1", 0), ("0000:1a:00.0", "physnet2", 0))
-NICS += (("0000:86:00.0", "physnet1", 1), ("0000:88:00.0", "physnet2", 1))
+from pcifleet.sim import http_load
 
 
 def host_devices() -> list[Device]:
-    devices: list[Device] = []
-    for address, physnet, node in NICS:
-        pf = PciAddress.parse(address)
-        tags = Tags({"physical_network": physnet})
-        devices.append(Device(pf, "8086", "1572", DeviceType.PF, "020000", node, tags=tags))
-        devices.extend(
-            Device(
-                pf.offset(16 + i),
-                "8086",
-                "154c",
-                DeviceType.VF,
-                "020000",
-                node,
-                pf,
-                i,
-                "iavf",
-                tags=tags,
-            )
-            for i in range(64)
-        )
-    for address, node in (("0000:3b:00.0", 0), ("0000:d8:00.0", 1)):
-        devices.append(
-            Device(PciAddress.parse(address), "10de", "2330", DeviceType.PCI, "030200", node)
-        )
+    """The load kit's host with 64 VFs per PF, plus 16 QAT VFs (278 devices)."""
     qat = PciAddress.parse("0000:3d:00.0")
-    devices.extend(
-        Device(qat.offset(1 + i), "8086", "37c9", DeviceType.VF, "0b4000", 0, qat, i, "4xxxvf")
-        for i in range(16)
-    )
-    return devices
-
-
-CELLS = tuple(NumaCell(i, i, frozenset(range(32 * i, 32 * i + 32)), 262144) for i in (0, 1))
-
-
-def bulk_insert(sessions: Any, start: int, count: int, devices: list[Device]) -> None:
-    facts = [(str(d.address), device_facts(d)) for d in devices]
-    cells = cells_to_json(CELLS)
-    with sessions.begin() as session:
-        for index in range(start, start + count):
-            host_id = str(uuid.uuid4())
-            session.add(
-                HostRow(
-                    id=host_id,
-                    name=f"host-{index:05d}",
-                    state="up",
-                    cells=cells,
-                    physnets={},
-                    generation=1,
-                    inventory_generation=1,
-                )
-            )
-            session.flush()
-            session.connection().execute(
-                insert(DeviceRow),
-                [
-                    {
-                        "id": str(uuid.uuid4()),
-                        "host_id": host_id,
-                        "address": a,
-                        "state": "available",
-                        "vanished": False,
-                        **f,
-                    }
-                    for a, f in facts
-                ],
-            )
+    return [
+        *http_load.host_devices(vfs_per_pf=64),
+        *(
+            Device(qat.offset(1 + i), "8086", "37c9", DeviceType.VF, "0b4000", 0, qat, i, "4xxxvf")
+            for i in range(16)
+        ),
+    ]
 
 
 def peak_rss_mb() -> float:
@@ -124,7 +56,7 @@ def main() -> None:
         sessions = make_sessionmaker(engine)
         service = InventoryService(sessions, Settings(Path(tmp), url))
         devices = host_devices()
-        report = InventoryReport(devices=devices, cells=CELLS)
+        report = InventoryReport(devices=devices, cells=http_load.CELLS)
         reported = min(args.reported, args.hosts)
         timings = []
         for index in range(reported):
@@ -136,8 +68,8 @@ def main() -> None:
         again = [service.report(f"agent-{i:05d}", 1, report) for i in range(min(reported, 20))]
         noop_ms = (time.perf_counter() - began) / max(len(again), 1) * 1000
         began = time.perf_counter()
-        for start in range(reported, args.hosts, 500):
-            bulk_insert(sessions, start, min(500, args.hosts - start), devices)
+        bulk = max(0, args.hosts - reported)
+        http_load.seed_fleet(engine, bulk, batch=500, devices=devices, first=reported)
         seed_s = time.perf_counter() - began
         rss_before = peak_rss_mb()
         began = time.perf_counter()

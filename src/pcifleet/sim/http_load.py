@@ -104,8 +104,8 @@ def _admin_engine(admin_url: str) -> Engine:
     )
 
 
-def host_devices() -> list[Device]:
-    """The assignable devices of one simulated host (70: 4 PFs, 64 VFs, 2 GPUs)."""
+def host_devices(vfs_per_pf: int = VFS_PER_PF) -> list[Device]:
+    """The assignable devices of one simulated host (by default 70: 4 PFs, 64 VFs, 2 GPUs)."""
     devices: list[Device] = []
     for address, physnet, node in NICS:
         pf = PciAddress.parse(address)
@@ -124,7 +124,7 @@ def host_devices() -> list[Device]:
                 "iavf",
                 tags=tags,
             )
-            for i in range(VFS_PER_PF)
+            for i in range(vfs_per_pf)
         )
     for address, node in GPUS:
         devices.append(
@@ -133,9 +133,17 @@ def host_devices() -> list[Device]:
     return devices
 
 
-def seed_fleet(engine: Engine, hosts: int, *, batch: int = 100) -> int:
-    """Insert ``hosts`` up hosts with their devices in bulk; the number of device rows."""
-    facts = [(str(d.address), device_facts(d)) for d in host_devices()]
+def seed_fleet(
+    engine: Engine,
+    hosts: int,
+    *,
+    batch: int = 100,
+    devices: Sequence[Device] | None = None,
+    first: int = 0,
+) -> int:
+    """Insert ``hosts`` up hosts (``sim-<first>``, ...) with their devices (each host's:
+    ``devices``, else :func:`host_devices`) in bulk; the number of device rows."""
+    facts = [(str(d.address), device_facts(d)) for d in devices or host_devices()]
     cells = cells_to_json(CELLS)
     now = dt.datetime.now(dt.UTC)
     host_table = Base.metadata.tables["hosts"]
@@ -145,7 +153,7 @@ def seed_fleet(engine: Engine, hosts: int, *, batch: int = 100) -> int:
         host_rows = [
             {
                 "id": host_id,
-                "name": f"sim-{start + i:05d}",
+                "name": f"sim-{first + start + i:05d}",
                 "state": "up",
                 "disabled": False,
                 "cells": cells,
