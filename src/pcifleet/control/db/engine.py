@@ -24,7 +24,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
@@ -40,7 +40,7 @@ def create_db_engine(url: str | URL, *, echo: bool = False) -> Engine:
         return _sqlite_engine(parsed, echo)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(
+    engine = create_engine(
         parsed,
         echo=echo,
         pool_pre_ping=True,
@@ -48,6 +48,21 @@ def create_db_engine(url: str | URL, *, echo: bool = False) -> Engine:
         max_overflow=10,
         pool_recycle=1800,
     )
+    event.listen(engine, "handle_error", _failed_ping_is_a_disconnect)
+    return engine
+
+
+def _failed_ping_is_a_disconnect(context: ExceptionContext) -> None:
+    """A pool's ``SELECT 1`` that fails in any way means the connection is unusable: drop it
+    and connect again (a database that is really gone then fails to connect: a 503).
+
+    SQLAlchemy only recognises disconnect messages, and a server that closed the socket in
+    the middle of the ping left psycopg's connection in state ACTIVE, so restoring its
+    autocommit raised "can't change 'autocommit' now" (a ProgrammingError): an API request
+    answered 500 instead of 503 while the database went away.
+    """
+    if context.is_pre_ping:
+        context.is_disconnect = True
 
 
 def _sqlite_engine(url: URL, echo: bool) -> Engine:
