@@ -67,6 +67,28 @@ class Device:
     def is_pf(self) -> bool:
         return self.dev_type is DeviceType.PF
 
+    def with_state(self, state: DeviceState, owner: str | None = None) -> Device:
+        """This device in ``state``, held by ``owner`` (the state machine's copy).
+
+        ``dataclasses.replace`` would do, at twice the cost; a PF's claim copies its 64 VFs
+        and every other controller process replays it.
+        """
+        return Device(
+            self.address,
+            self.vendor_id,
+            self.product_id,
+            self.dev_type,
+            self.class_code,
+            self.numa_node,
+            self.parent,
+            self.vf_index,
+            self.driver,
+            self.netdevs,
+            self.tags,
+            state,
+            owner,
+        )
+
     @property
     def is_vf_like(self) -> bool:
         """VFs and vDPA devices: both hang off a parent PF."""

@@ -22,7 +22,7 @@ Blocked relatives that are reserved or removed keep their state. Errors reuse No
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from pcifleet.domain.address import PciAddress
@@ -160,7 +160,7 @@ def transition(
         # a device's derived state depends on its relatives only, never on its own state
         target = derived_state(device, family)
     assert isinstance(target, DeviceState)
-    changed = replace(device, state=target, owner=new_owner)
+    changed = device.with_state(target, new_owner)
     return _rederive_relatives(family.with_member(position, changed), changed)
 
 
@@ -217,20 +217,19 @@ def _check_relatives(family: Family, device: Device, op: Operation) -> None:
 
 
 def _rederive_relatives(family: Family, changed: Device) -> Family:
-    relatives = family.relatives(changed)
-    if not relatives:
-        return family
-    updates = {}
-    for relative in relatives:
-        if relative.state in FOLLOWING:
-            state = derived_state(relative, family)
-            if state is not relative.state:
-                updates[relative.address] = replace(relative, state=state)
-    if not updates:
-        return family
     head = family.head
-    assert head is not None
-    return Family(
-        updates.get(head.address, head),
-        tuple(updates.get(c.address, c) for c in family.children),
-    )
+    if head is None or not head.is_pf:
+        return family  # no coupling
+    if changed.address != head.address:  # a VF changed: its PF follows
+        new_head = _rederived(head, family)
+        return family if new_head is head else Family(new_head, family.children)
+    children = tuple(_rederived(vf, family) for vf in family.children)  # the PF: its VFs
+    return Family(head, children)
+
+
+def _rederived(relative: Device, family: Family) -> Device:
+    """``relative`` with the state its relatives give it (as it is, unless it follows them)."""
+    if relative.state not in FOLLOWING:
+        return relative
+    state = derived_state(relative, family)
+    return relative if state is relative.state else relative.with_state(state, relative.owner)

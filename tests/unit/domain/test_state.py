@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from hypothesis import given, settings
@@ -22,6 +22,7 @@ from pcifleet.domain.state import (
     derived_state,
     transition,
 )
+from pcifleet.domain.tags import Tags
 
 S = DeviceState
 Op = Operation
@@ -272,3 +273,39 @@ def test_free_restores_the_exact_prior_states(
     taken = transition(fam, device.address, take, "vm9")
     assert_consistent(taken)
     assert transition(taken, device.address, give, "vm9") == fam
+
+
+def test_with_state_copies_every_other_field() -> None:
+    """The state machine's positional copy must stay a ``replace`` of state and owner: a field
+    added to Device fails here until ``with_state`` passes it on."""
+    assert [f.name for f in fields(Device)] == [
+        "address",
+        "vendor_id",
+        "product_id",
+        "dev_type",
+        "class_code",
+        "numa_node",
+        "parent",
+        "vf_index",
+        "driver",
+        "netdevs",
+        "tags",
+        "state",
+        "owner",
+    ]
+    device = Device(
+        PF_ADDR.offset(19),
+        "8086",
+        "154c",
+        DeviceType.VF,
+        "020000",
+        1,
+        PF_ADDR,
+        3,
+        "iavf",
+        ("ens1f0v3",),
+        Tags({"physical_network": "physnet1"}),
+    )
+    copy = device.with_state(S.ALLOCATED, "vm1")
+    assert copy == replace(device, state=S.ALLOCATED, owner="vm1")
+    assert copy.with_state(S.AVAILABLE) == device
