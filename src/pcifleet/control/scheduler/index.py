@@ -38,7 +38,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -121,6 +121,8 @@ class HostSummary:
     cells: int
     #: the summary reflects an older generation than the database's (another writer)
     stale: bool = False
+    #: bit k set when pool key k has free devices (``free`` as a bitmask: the scan's first test)
+    free_keys: int = 0
 
     def free_in(self, usable: frozenset[int]) -> int:
         return sum(count for key, count in self.free if key in usable)
@@ -174,7 +176,16 @@ def summarize_host(head: HostHead, view: HostState, registry: _KeyRegistry) -> H
         free_pinnable=int(totals.unpinned_cpus - totals.shared_vcpus / ratio),
         free_memory_mb=int(totals.memory_mb * view.ram_allocation_ratio - totals.memory_used_mb),
         cells=len(view.cells),
+        free_keys=key_mask(key for key, _ in free),
     )
+
+
+def key_mask(keys: Iterable[int]) -> int:
+    """Pool key ids as a bitmask (bit k for key k)."""
+    mask = 0
+    for key in keys:
+        mask |= 1 << key
+    return mask
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,16 @@ class RequestFilter:
     usable: tuple[frozenset[int], ...]
     #: each device request's noun phrase (a failed claim words a rejection for every host)
     labels: tuple[str, ...]
+    #: per device request: its usable keys as a bitmask, its count, its usable keys
+    _devices: tuple[tuple[int, int, frozenset[int]], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        requests = self.request.device_requests
+        devices = tuple(
+            (key_mask(usable), r.count, usable)
+            for r, usable in zip(requests, self.usable, strict=True)
+        )
+        object.__setattr__(self, "_devices", devices)
 
     @property
     def wants_devices(self) -> bool:
@@ -192,17 +213,23 @@ class RequestFilter:
 
     def passes(self, host: HostSummary) -> bool:
         """``reject(host) is None`` without building the outcome: a claim scans past many
-        full hosts (packed hosts come first) and needs no reasons for them."""
-        if not host.schedulable or not host.has_room(self.request):
+        full hosts (packed hosts come first) and needs no reasons for them. The devices go
+        first, as one AND per device request: late in a fleet's filling, most hosts a
+        device request scans have vCPUs left but none of the devices it can use."""
+        if not host.schedulable:
             return False
-        if host.stale:
-            return True
-        return all(
-            host.free_in(usable) >= device_request.count
-            for device_request, usable in zip(
-                self.request.device_requests, self.usable, strict=True
-            )
-        )
+        if not host.stale and not self._has_devices(host):
+            return False
+        return host.has_room(self.request)
+
+    def _has_devices(self, host: HostSummary) -> bool:
+        free_keys = host.free_keys
+        for mask, count, usable in self._devices:
+            if not free_keys & mask:  # no usable pool has a free device
+                return False
+            if count > 1 and host.free_in(usable) < count:
+                return False
+        return True
 
     def reject(self, host: HostSummary, weight: Weight = ()) -> HostOutcome | None:
         """The host's failure if the index can already tell, else None (worth a fit)."""
@@ -540,6 +567,7 @@ def _restamp(known: HostSummary, head: HostHead, *, stale: bool) -> HostSummary:
         known.free_memory_mb,
         known.cells,
         stale,
+        known.free_keys,
     )
 
 
