@@ -15,11 +15,12 @@
    caller's instance row (:meth:`ClaimWriter.placed`), then the device rows as the state
    machine says (the chosen devices allocated, their PF/VF relatives blocked). A lost
    compare-and-swap (the view was stale, or another claim holds the host) marks the host
-   stale in the index and moves on to the next candidate in the same transaction;
+   stale in the index and moves on to the next candidate in the same transaction; after
+   three lost ones the index is evidently behind, and the pass stops for step 4's catch-up;
 4. if nothing fits: the index catches up in the same transaction (unthrottled) and, if it
-   was behind another process, the decision is made once more on fresh counts; then the
-   caller records the failure (:meth:`ClaimWriter.unplaced`) with the outcome of every host
-   grouped into one sentence.
+   was behind another process (or the pass stopped early), the decision is made once more
+   on fresh counts; then the caller records the failure (:meth:`ClaimWriter.unplaced`)
+   with the outcome of every host grouped into one sentence.
 
 When every candidate that fitted was lost to concurrent claims (nothing else is left to try),
 or on a PostgreSQL serialization failure or deadlock, everything rolls back; the index catches
@@ -86,6 +87,8 @@ HostChoice = Callable[[str], bool]
 #: PostgreSQL error codes worth retrying: serialization failure, deadlock detected
 _RETRYABLE_PGCODES: Final = frozenset({"40001", "40P01"})
 _BACKOFF_S: Final = 0.002
+#: compare-and-swaps a pass over the candidates may lose before the index catches up
+_LOSSES_PER_PASS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,8 @@ class _Attempt:
     held: str | None = None
     #: the host's state after this transaction's claim (recorded in the index at commit)
     claimed: tuple[HostHead, HostState] | None = None
+    #: the last pass over the candidates stopped at its loss limit (see Scheduler._place)
+    cut_short: bool = False
 
 
 class Scheduler:
@@ -249,7 +254,8 @@ class Scheduler:
             check = self.index.prepare(request)  # after the index caught up: new pool keys
             writer.check(session)
             claimed = self._place(session, check, writer, attempt, number, hosts)
-            if claimed is None and self.index.catch_up_in(session):
+            caught_up = claimed is None and self.index.catch_up_in(session)
+            if caught_up or (claimed is None and attempt.cut_short):
                 # the index was behind another process: decide again on fresh counts
                 claimed = self._place(session, check, writer, attempt, number, hosts)
             if claimed is not None:
@@ -276,10 +282,18 @@ class Scheduler:
         number: int,
         hosts: HostChoice | None = None,
     ) -> Claimed | None:
+        """Try the candidates in order; give up after :data:`_LOSSES_PER_PASS` lost
+        compare-and-swaps (``attempt.cut_short``): the index is behind the database, and
+        one batch catch-up costs less than finding it out host by host."""
+        lost = len(attempt.lost)
+        attempt.cut_short = False
         for summary, weight in self._tried(check, hosts):
             claimed = self._claim_on(session, summary, weight, check, writer, attempt, number)
             if claimed is not None:
                 return claimed
+            if len(attempt.lost) - lost >= _LOSSES_PER_PASS:
+                attempt.cut_short = True
+                return None
         return None
 
     def _claim_on(
