@@ -95,6 +95,21 @@ def test_quiet_clients_and_gone_workers_stop_counting(table_path: Path) -> None:
     assert not busy.send_away(("127.0.0.1", 2))  # no other worker to send it to
 
 
+def test_a_client_that_left_stops_counting_in_the_workers_own_decision(
+    table_path: Path,
+) -> None:
+    """A closed connection is invisible to the app: a worker must not keep counting the
+    clients that left (the benchmark's warm-up) as its own until its next beat."""
+    clock = _Clock()
+    busy, idle = _workers(table_path, clock, 2)
+    _connect(busy, 1, 2, 3, 4, 5)
+    _connect(idle, 6)
+    clock.now += ACTIVE_S + 0.1  # clients 2-5 left; client 1 is still sending
+    _connect(busy, 1)
+    assert not busy.send_away(("127.0.0.1", 1))
+    assert busy.connections == 1
+
+
 def test_a_gone_workers_row_is_taken_again(table_path: Path) -> None:
     clock = _Clock()
     first = WorkerTable(table_path)
