@@ -217,14 +217,15 @@ def _check_relatives(family: Family, device: Device, op: Operation) -> None:
 
 
 def _rederive_relatives(family: Family, changed: Device) -> Family:
+    relatives = family.relatives(changed)
+    rederived = tuple(_rederived(relative, family) for relative in relatives)
+    if all(new is old for new, old in zip(rederived, relatives, strict=True)):
+        return family  # no coupling, or nothing followed
     head = family.head
-    if head is None or not head.is_pf:
-        return family  # no coupling
-    if changed.address != head.address:  # a VF changed: its PF follows
-        new_head = _rederived(head, family)
-        return family if new_head is head else Family(new_head, family.children)
-    children = tuple(_rederived(vf, family) for vf in family.children)  # the PF: its VFs
-    return Family(head, children)
+    assert head is not None
+    if changed.address == head.address:  # the PF changed: its VFs follow
+        return Family(head, rederived)
+    return Family(rederived[0], family.children)  # a VF changed: its PF follows
 
 
 def _rederived(relative: Device, family: Family) -> Device:
