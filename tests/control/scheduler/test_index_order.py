@@ -9,14 +9,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given
 from hypothesis import strategies as st
 from sched_kit import cells, host_devices
 
 from pcifleet.control.scheduler.hostload import HostHead
-from pcifleet.control.scheduler.index import CandidateIndex, HostSummary, RequestFilter, key_mask
+from pcifleet.control.scheduler.index import CandidateIndex, HostSummary, RequestFilter
 from pcifleet.control.scheduler.weighers import Strategy, weigher_for
 from pcifleet.domain.device import DeviceType
 from pcifleet.domain.hoststate import HostState
@@ -29,12 +27,6 @@ _REQUESTS = (
     DeviceRequest(2, (DeviceMatch(dev_type=DeviceType.VF),), Requester(RequesterKind.GROUP, "vf")),
 )
 _KEYS = frozenset({0, 1, 2})
-
-
-def _consistent(host: HostSummary) -> HostSummary:
-    """A summary's key mask says which of its pools have free devices."""
-    return replace(host, free_keys=key_mask(key for key, _ in host.free))
-
 
 summaries = st.builds(
     HostSummary,
@@ -49,7 +41,7 @@ summaries = st.builds(
     free_memory_mb=st.integers(-512, 4096),
     cells=st.integers(1, 2),
     stale=st.booleans(),
-).map(_consistent)
+)
 requests = st.builds(
     InstanceRequest,
     vcpus=st.integers(1, 6),

@@ -122,7 +122,10 @@ class HostSummary:
     #: the summary reflects an older generation than the database's (another writer)
     stale: bool = False
     #: bit k set when pool key k has free devices (``free`` as a bitmask: the scan's first test)
-    free_keys: int = 0
+    free_keys: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "free_keys", key_mask(key for key, _ in self.free))
 
     def free_in(self, usable: frozenset[int]) -> int:
         return sum(count for key, count in self.free if key in usable)
@@ -176,7 +179,6 @@ def summarize_host(head: HostHead, view: HostState, registry: _KeyRegistry) -> H
         free_pinnable=int(totals.unpinned_cpus - totals.shared_vcpus / ratio),
         free_memory_mb=int(totals.memory_mb * view.ram_allocation_ratio - totals.memory_used_mb),
         cells=len(view.cells),
-        free_keys=key_mask(key for key, _ in free),
     )
 
 
@@ -567,7 +569,6 @@ def _restamp(known: HostSummary, head: HostHead, *, stale: bool) -> HostSummary:
         known.free_memory_mb,
         known.cells,
         stale,
-        known.free_keys,
     )
 
 
