@@ -254,8 +254,7 @@ class Scheduler:
             check = self.index.prepare(request)  # after the index caught up: new pool keys
             writer.check(session)
             claimed = self._place(session, check, writer, attempt, number, hosts)
-            caught_up = claimed is None and self.index.catch_up_in(session)
-            if caught_up or (claimed is None and attempt.cut_short):
+            if claimed is None and (self.index.catch_up_in(session) or attempt.cut_short):
                 # the index was behind another process: decide again on fresh counts
                 claimed = self._place(session, check, writer, attempt, number, hosts)
             if claimed is not None:
