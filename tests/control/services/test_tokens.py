@@ -85,6 +85,24 @@ def test_other_processes_see_a_revocation_once_their_cache_expires(
         elsewhere.authenticate(secret)
 
 
+def test_known_answers_from_what_this_process_checked_lately(
+    sessions: sessionmaker[Session],
+) -> None:
+    # the API asks known() on its event loop: it never reads the database
+    clock = Clock()
+    service = TokenService(sessions, cache_seconds=5, clock=clock)
+    info, secret = service.create(Role.MEMBER, project="p")
+    assert service.known(secret) is None  # never checked here
+    principal = service.authenticate(secret)
+    assert service.known(secret) == principal
+    assert service.known("nope") is None
+    clock.now = 5.1
+    assert service.known(secret) is None  # expired: the next request reads the row again
+    service.authenticate(secret)
+    service.revoke(info.id)
+    assert service.known(secret) is None
+
+
 @pytest.mark.parametrize(
     ("who", "allowed"),
     [

@@ -21,6 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from pcifleet.control.container import Services
 from pcifleet.control.services.principal import LOCAL_ADMIN, Principal
@@ -78,20 +79,29 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-def _authenticate(state: AppState, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+async def _authenticate(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None
+) -> Principal:
     if state.auth_mode is AuthMode.SINGLE_USER:
         return LOCAL_ADMIN
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    return state.services.tokens.authenticate(credentials.credentials)
+    tokens = state.services.tokens
+    secret = credentials.credentials
+    known = tokens.known(secret)
+    if known is not None:
+        return known
+    return await run_in_threadpool(tokens.authenticate, secret)  # reads the token row
 
 
-def request_context(
+async def request_context(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> RequestContext:
+    """The caller, on the event loop: a token checked lately costs no thread hop (a sync
+    dependency would cross into the thread pool and back for every request)."""
     state = app_state(request)
-    return RequestContext(_authenticate(state, credentials), state.services)
+    return RequestContext(await _authenticate(state, credentials), state.services)
 
 
 #: the parameter type of every authenticated handler: ``def handler(ctx: Ctx, ...)``

@@ -1,13 +1,14 @@
 """At most N HTTP requests of one serving process run at once; the others wait in line.
 
-A sync FastAPI request crosses into the thread pool up to three times: its sync dependencies
-(authentication), the handler, then the validation of its response. Limiting the thread pool
-itself (anyio's default limiter) therefore queued each request three times: a boot whose
-handler had finished waited for the handlers of every request that arrived meanwhile before
-its response could be validated and sent (``benchmarks/http_boot.py``: the responses of a
-process went out in bursts, and the latency doubled). :class:`RequestSlots` holds a slot for
-the whole request instead, so a request that started runs to its response, and the next one
-starts after it, in arrival order.
+A plain FastAPI request crosses into the thread pool up to three times: its sync
+dependencies, the handler, then the validation of its response (the route table now crosses
+once, :func:`~pcifleet.control.api.routes.in_one_hop`, but an area's own routes may not).
+Limiting the thread pool itself (anyio's default limiter) therefore queued each request
+several times: a boot whose handler had finished waited for the handlers of every request
+that arrived meanwhile before its response could be validated and sent
+(``benchmarks/http_boot.py``: the responses of a process went out in bursts, and the latency
+doubled). :class:`RequestSlots` holds a slot for the whole request instead, so a request that
+started runs to its response, and the next one starts after it, in arrival order.
 
 Why one slot by default (``Settings.request_threads``): claims are CPU-bound Python; two in
 one process only interleave on the interpreter lock and both finish later. Scale with

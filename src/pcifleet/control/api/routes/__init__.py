@@ -9,11 +9,14 @@ here (instances, for example, add ``/v1/instances`` boot/list/show/delete and
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Response
+from starlette.concurrency import run_in_threadpool
 
 from pcifleet.control.api.routes import (
     agent,
@@ -99,10 +102,30 @@ def install(app: FastAPI, routes: Iterable[Route] = ROUTES) -> None:
             extra["response_class"] = Response
         app.add_api_route(
             route.path,
-            route.handler,
+            in_one_hop(route.handler),
             methods=[route.method],
             status_code=route.status,
             tags=[route.tag],
             operation_id=f"{route.tag}.{route.handler.__name__}",
             **extra,
         )
+
+
+def in_one_hop(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` as an async endpoint that runs it in the thread pool: one thread hop per
+    request.
+
+    FastAPI runs a plain ``def`` endpoint in the thread pool, then validates its response in
+    the thread pool again: two round trips between the event loop and a worker thread, each a
+    wake-up that waits for a CPU when the machine is busy (``benchmarks/http_boot.py``). The
+    wrapper keeps the handler's signature, annotations and docstring (``functools.wraps``):
+    FastAPI reads parameters, response model and description from the handler itself.
+    """
+    if inspect.iscoroutinefunction(handler):
+        return handler
+
+    @functools.wraps(handler)
+    async def endpoint(*args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(handler, *args, **kwargs)
+
+    return endpoint
