@@ -80,7 +80,7 @@ def test_an_async_handler_is_installed_as_it_is() -> None:
     assert routes.in_one_hop(ready) is ready
 
 
-def test_a_token_checked_lately_authenticates_without_the_pool(services: Services) -> None:
+def test_a_token_checked_once_is_known_to_the_event_loop_after(services: Services) -> None:
     # the first request reads the token row in the pool; the next ones find it in the cache
     _info, secret = services.tokens.create(Role.ADMIN)
     app = create_app(services)
