@@ -96,17 +96,20 @@ class TokenService:
     def known(self, secret: str) -> Principal | None:
         """The principal of ``secret`` if this process checked it lately, else None: no
         database read (the API asks this first, on its event loop)."""
-        cached = self._cache.get(digest(secret))
+        return self._cached(digest(secret))
+
+    def _cached(self, key: str) -> Principal | None:
+        cached = self._cache.get(key)
         if cached is not None and cached[0] > self._clock():
             return cached[1]
         return None
 
     def authenticate(self, secret: str) -> Principal:
         """The principal of ``secret``; Unauthorized when unknown or revoked."""
-        known = self.known(secret)
+        key = digest(secret)
+        known = self._cached(key)
         if known is not None:
             return known
-        key = digest(secret)
         now = self._clock()
         with self._sessions() as session:
             row = session.scalars(select(TokenRow).where(TokenRow.token_hash == key)).first()
